@@ -16,6 +16,8 @@ from qv2c.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "compile",
+    "CompiledModel",
     "import_onnx",
     "QV2CError",
     "UnsupportedOpError",
@@ -34,3 +36,13 @@ def import_onnx(model, batch_size: int | None = None):
     from qv2c.frontend import import_onnx as _import_onnx
 
     return _import_onnx(model, batch_size=batch_size)
+
+
+def __getattr__(name: str):
+    # `compile` and `CompiledModel` load the whole compiler; import them on first use
+    # so `import qv2c` stays cheap (the name shadows the builtin only as qv2c.compile).
+    if name in ("compile", "CompiledModel"):
+        from qv2c import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'qv2c' has no attribute {name!r}")

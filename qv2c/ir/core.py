@@ -192,7 +192,8 @@ class Module(Graph):
         """Register `data` as a constant; `type` may add quantization to the type."""
         from qv2c.ir.types import dtype_of_numpy
 
-        data = np.ascontiguousarray(data)
+        # np.ascontiguousarray alone would turn 0-d (scalar) data into shape (1,)
+        data = np.ascontiguousarray(data).reshape(np.shape(data))
         if type is None:
             type = TensorType(data.shape, dtype_of_numpy(data.dtype))
         v = Value(type, name)

@@ -36,10 +36,17 @@ def check_inputs(module: Module, inputs: dict[str, np.ndarray]) -> list[np.ndarr
     return arrays
 
 
-def run_graph(graph: Graph, env: dict[int, np.ndarray]) -> list[np.ndarray]:
-    """Evaluate `graph` given arrays for its inputs (and constants) in `env`, keyed by id(value)."""
+def run_graph(graph: Graph, env: dict[int, np.ndarray], observe=None, free_dead: bool = False) -> list[np.ndarray]:
+    """Evaluate `graph` given arrays for its inputs (and constants) in `env`, keyed by id(value).
+
+    `observe(value, array)` is called for every op result as it is computed.
+    With `free_dead`, arrays are dropped from `env` after their last use, so a large
+    model's run holds only live tensors (calibration streams batches this way).
+    """
     load_all()
-    for op in graph.ops:
+    last_use = _last_uses(graph) if free_dead else {}
+    keep = {id(v) for v in graph.outputs}
+    for step, op in enumerate(graph.ops):
         args = [env[id(v)] for v in op.operands]
         if op.body is not None:
             inner = {id(v): a for v, a in zip(op.body.inputs, args)}
@@ -51,7 +58,34 @@ def run_graph(graph: Graph, env: dict[int, np.ndarray]) -> list[np.ndarray]:
             outs = fn(op, *args)
         for r, a in zip(op.results, outs):
             env[id(r)] = a
+            if observe is not None:
+                observe(r, a)
+        if free_dead:
+            for v in op.operands:
+                if last_use.get(id(v)) == step and id(v) not in keep and v.owner is not None:
+                    env.pop(id(v), None)
     return [env[id(v)] for v in graph.outputs]
+
+
+def _last_uses(graph: Graph) -> dict[int, int]:
+    last: dict[int, int] = {}
+    for step, op in enumerate(graph.ops):
+        for v in op.operands:
+            last[id(v)] = step
+    return last
+
+
+def evaluate(module: Module, inputs: dict[str, np.ndarray], observe=None, free_dead: bool = False) -> dict[int, np.ndarray]:
+    """Run `module` and return the array of every value, keyed by `id(value)`.
+
+    Analyses (calibration, sensitivity) use this to look values up by identity,
+    which survives renaming, unlike printed names; they pass `observe` and
+    `free_dead=True` to stream over values instead of keeping them all."""
+    env: dict[int, np.ndarray] = {id(c): c.data for c in module.constants}
+    for v, a in zip(module.inputs, check_inputs(module, inputs)):
+        env[id(v)] = a
+    run_graph(module, env, observe=observe, free_dead=free_dead)
+    return env
 
 
 def interpret(module: Module, inputs: dict[str, np.ndarray], intermediates: bool = False) -> dict[str, np.ndarray]:
@@ -59,10 +93,8 @@ def interpret(module: Module, inputs: dict[str, np.ndarray], intermediates: bool
     `intermediates=True`) every value by its printed name."""
     from qv2c.ir.printer import value_names
 
-    env: dict[int, np.ndarray] = {id(c): c.data for c in module.constants}
-    for v, a in zip(module.inputs, check_inputs(module, inputs)):
-        env[id(v)] = a
-    outs = run_graph(module, env)
+    env = evaluate(module, inputs)
+    outs = [env[id(v)] for v in module.outputs]
     names = value_names(module)
     if intermediates:
         return {names[id(v)]: a for v, a in _values_with_arrays(module, env)}
@@ -78,4 +110,4 @@ def _values_with_arrays(module: Module, env: dict[int, np.ndarray]):
                 yield r, env[id(r)]
 
 
-__all__ = ["interpret", "check_inputs", "run_graph", "Value"]
+__all__ = ["interpret", "evaluate", "check_inputs", "run_graph", "Value"]

@@ -148,7 +148,7 @@ def _matmul(t, a):
     if A.rank < 1 or B.rank < 1:
         _fail("qv.matmul needs operands of rank >= 1")
     try:
-        shape = np.matmul(np.empty(A.shape, np.float32), np.empty(B.shape, np.float32)).shape
+        shape = np.matmul(np.zeros(A.shape, np.float32), np.zeros(B.shape, np.float32)).shape
     except ValueError:
         _fail(f"qv.matmul: shapes {list(A.shape)} and {list(B.shape)} do not multiply")
     return [TensorType(shape, A.dtype)]
@@ -283,3 +283,5 @@ def _dequantize(t, a):
 def result_types(name: str, operand_types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Infer result types of op `name`; raises ShapeError when shapes do not fit."""
     return OPS[name].infer(operand_types, attrs)
+
+import qv2c.ir.quant_ops  # noqa: F401,E402

@@ -15,7 +15,8 @@
 - attributes print sorted by name; floats always carry a `.`, an `e`, `inf` or `nan`
   so the parser can tell them from ints; every float prints with `repr`, which
   round-trips exactly.
-- constants with at most `LITERAL_LIMIT` elements print as literals, larger ones as
+- constants with at most `LITERAL_LIMIT` elements print as literals, larger ones (and
+  float ones holding a NaN with a sign or payload, which a literal cannot carry) as
   base64 of their little-endian bytes (exact, and about 1.33 bytes per byte).
 - `loc("...")` is the ONNX node the op came from (the only `meta` key printed).
 """
@@ -69,8 +70,20 @@ def format_attr(value: Any) -> str:
     raise TypeError(f"cannot print attribute value {value!r} of type {type(value).__name__}")
 
 
+def _literal_is_exact(data: np.ndarray) -> bool:
+    """False when a float constant holds a NaN other than the plain one `nan` parses
+    to (negative or with a payload): literals would lose its bits, base64 keeps them."""
+    if data.dtype.kind != "f":
+        return True
+    nans = data[np.isnan(data)]
+    if nans.size == 0:
+        return True
+    bits = np.dtype(f"u{data.dtype.itemsize}")
+    return bool((nans.view(bits) == np.array(np.nan, dtype=data.dtype).view(bits)).all())
+
+
 def format_constant_data(data: np.ndarray) -> str:
-    if data.size <= LITERAL_LIMIT:
+    if data.size <= LITERAL_LIMIT and _literal_is_exact(data):
         if data.dtype.kind == "f":
             return "[" + ", ".join(format_float(v) for v in data.ravel().tolist()) + "]"
         return "[" + ", ".join(str(int(v)) for v in data.ravel().tolist()) + "]"

@@ -1,0 +1,170 @@
+"""`qv2c.compile()`: the one call that turns an ONNX model into a runnable program.
+
+    model = qv2c.compile("resnet18.onnx", calibration_images, fp32_layers=3)
+    logits = model(images)
+    print(model.sensitivity.table())   # why those three layers stay fp32
+
+Steps (each in its own module; this file only wires them together):
+1. import the ONNX file (`qv2c.frontend`) and canonicalize it (`qv2c.passes`);
+2. calibrate activation ranges on the calibration set (`passes/calibrate.py`);
+3. rank layers by sensitivity (`passes/sensitivity/`, QuantuneV2 by default);
+4. choose the fp32 layers (`passes/assign_precision.py`);
+5. rewrite the model into mixed int8/fp32 (`passes/realize_quant.py`);
+6. wrap it in a `CompiledModel` that runs on the chosen backend.
+Analysis runs on a copy of the model imported at a batch size suited to the
+calibration set; the returned program is imported at the user's `batch_size`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qv2c.errors import ConfigError, InputError
+from qv2c.ir.core import Module
+from qv2c.ir.interpreter import interpret
+from qv2c.passes.assign_precision import PrecisionRequest, assign_precision
+from qv2c.passes.calibrate import Ranges, calibrate
+from qv2c.passes.calibration_data import make_calibration_set
+from qv2c.passes.canonicalize import CANONICALIZE
+from qv2c.passes.manager import run_pipeline
+from qv2c.passes.layers import layer_name, quantizable_layers
+from qv2c.passes.realize_quant import QuantScheme, realize_quant
+from qv2c.passes.sensitivity import Ranking, SensitivityContext, rank_layers
+
+PRECISIONS = ("mixed", "int8", "fp32")
+
+
+@dataclass
+class CompiledModel:
+    """A compiled program: call it on inputs; inspect `.ir`, `.precision`, `.sensitivity`."""
+
+    module: Module
+    #: layer name -> "int8" or "fp32"
+    precision: dict[str, str] = field(default_factory=dict)
+    sensitivity: Ranking | None = None
+    ranges: Ranges | None = None
+    backend: str = "reference"
+
+    @property
+    def ir(self) -> str:
+        return str(self.module)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [v.name for v in self.module.inputs]
+
+    @property
+    def batch_size(self) -> int:
+        return self.module.inputs[0].type.shape[0]
+
+    def run(self, inputs: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs by name for `inputs` (an array for a one-input model, or a dict).
+
+        Any number of samples is accepted: they run in chunks of the compiled batch
+        size (the last chunk padded), and the outputs are concatenated."""
+        feeds = self._as_dict(inputs)
+        n = next(iter(feeds.values())).shape[0]
+        b = self.batch_size
+        if n == b:
+            return interpret(self.module, feeds)
+        if any(a.ndim != v.type.rank for a, v in zip(feeds.values(), self.module.inputs)):
+            return interpret(self.module, feeds)  # let the interpreter report the shape error
+        chunks: list[dict[str, np.ndarray]] = []
+        for start in range(0, n, b):
+            idx = np.minimum(np.arange(start, start + b), n - 1)
+            chunks.append({k: v[:min(b, n - start)] for k, v in interpret(self.module, {k: a[idx] for k, a in feeds.items()}).items()})
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+    def __call__(self, inputs):
+        """Like `run`, but a one-output model returns the array itself."""
+        outs = self.run(inputs)
+        return next(iter(outs.values())) if len(outs) == 1 else outs
+
+    def _as_dict(self, inputs) -> dict[str, np.ndarray]:
+        if isinstance(inputs, dict):
+            return inputs
+        if len(self.module.inputs) != 1:
+            raise InputError(f"this model has inputs {self.input_names}: pass a dict {{name: array}}")
+        return {self.module.inputs[0].name: np.asarray(inputs)}
+
+
+def load_canonical(model: Any, batch_size: int, dump_dir=None) -> Module:
+    """Import `model` at `batch_size` and canonicalize it (fold BN, constants, identities)."""
+    from qv2c.frontend import import_onnx
+
+    module = import_onnx(model, batch_size=batch_size)
+    run_pipeline(module, CANONICALIZE, dump_dir=dump_dir)
+    return module
+
+
+def compile(  # noqa: A001 - the public name the project promises
+    model: Any,
+    calibration: Any = None,
+    *,
+    precision: str = "mixed",
+    method: str = "quantunev2",
+    fp32_layers: int | None = None,
+    max_accuracy_drop: float | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    label_offset: int = 0,
+    calibration_method: str = "minmax",
+    weight_granularity: str = "per-channel",
+    scale_kind: str = "float",
+    keep_fp32: tuple[str, ...] | list[str] = (),
+    force_int8: tuple[str, ...] | list[str] = (),
+    batch_size: int = 1,
+    placement: str = "boundary",
+    backend: str = "reference",
+    analysis_batch: int | None = None,
+    seed: int = 0,
+) -> CompiledModel:
+    """Compile an ONNX model (path, bytes or ModelProto) into a `CompiledModel`.
+
+    precision: "fp32" (no quantization), "int8" (every layer int8 except `keep_fp32`)
+    or "mixed" (the `fp32_layers` most sensitive layers by `method` stay fp32, or the
+    fewest that keep top-1 on `validation=(inputs, labels)` within
+    `max_accuracy_drop` points of fp32). `calibration`: input samples (array, list of
+    arrays or dicts) used to calibrate ranges and to rank layers.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if backend not in ("reference",):
+        raise ConfigError(f"backend must be 'reference', not {backend!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive int, not {batch_size!r}")
+    scheme = QuantScheme(weight_granularity, scale_kind)
+    runtime = load_canonical(model, batch_size)
+    if precision == "fp32":
+        return CompiledModel(runtime, {layer_name(op): "fp32" for op in quantizable_layers(runtime)}, backend=backend)
+
+    probe = make_calibration_set(runtime, calibration)
+    batch = analysis_batch or _analysis_batch(probe.count, runtime)
+    analysis = runtime if batch == batch_size else load_canonical(model, batch)
+    data = make_calibration_set(analysis, calibration)
+    ranges = calibrate(analysis, data, batch, calibration_method)
+    layers = [layer_name(op) for op in quantizable_layers(analysis)]
+    request = PrecisionRequest(precision, fp32_layers, max_accuracy_drop, tuple(keep_fp32), tuple(force_int8))
+    request.check(layers, validation)
+    ranking = None
+    if precision == "mixed" and request.needs_ranking:
+        ranking = rank_layers(method, SensitivityContext(analysis, data, batch, ranges, scheme, seed))
+
+    def build(int8_layers: set[str]) -> CompiledModel:
+        mixed = realize_quant(runtime, int8_layers, ranges, scheme, placement).module
+        precision_map = {n: ("int8" if n in int8_layers else "fp32") for n in layers}
+        return CompiledModel(mixed, precision_map, ranking, ranges, backend)
+
+    fp32_model = CompiledModel(runtime, backend=backend) if max_accuracy_drop is not None else None
+    int8_layers = assign_precision(request, layers, ranking, build, fp32_model, validation, label_offset)
+    return build(int8_layers)
+
+
+def _analysis_batch(count: int, module: Module) -> int:
+    """Batch size for calibration/sensitivity runs: large enough for BLAS efficiency,
+    small enough that one batch of activations stays in a few hundred MB."""
+    per_sample = max(v.type.size // max(v.type.shape[0], 1) for v in module.inputs)
+    cap = 32 if per_sample <= 4096 else 8
+    return max(1, min(count, cap))

@@ -1,0 +1,107 @@
+"""QuantuneV2 sensitivity: local metrics from exactly two inferences.
+
+Inference 1 runs the fp32 model, inference 2 the model with every layer int8,
+over the same calibration batches. For each layer we measure
+
+- weight SQNR and MSE: fp32 weights vs their dequantized int8 version (no inference);
+- activation SQNR and MSE: the layer's output in run 1 vs (dequantized) run 2;
+- input SQNR: the layer's input in run 1 vs run 2, so `sqnr_drop = input SQNR -
+  output SQNR` is the noise the layer *adds* rather than the noise it inherits.
+
+Each metric is min-max normalised across layers to [0, 1] (1 = most sensitive;
+MSEs on a log scale because they span orders of magnitude between layers), and the
+score is a weighted sum. Two variants:
+
+- `global` (the paper's formulation): weights 0.25 each on weight SQNR, weight MSE,
+  activation SQNR and activation MSE;
+- `local`: 0.25 on weight SQNR, 0.25 on weight MSE and 0.5 on the SQNR drop.
+
+All work after the two inferences is O(number of layers).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from qv2c.ir import quant_math
+from qv2c.ir.interpreter import evaluate
+from qv2c.ir.printer import value_names
+from qv2c.passes.layers import layer_macs, layer_name, quantizable_layers
+from qv2c.passes.realize_quant import _layer_weights, realize_quant
+from qv2c.passes.sensitivity.metrics import ErrorStats, normalise, weight_error
+from qv2c.passes.sensitivity.ranking import LayerRecord, Ranking, SensitivityContext
+from qv2c.passes.sensitivity.runs import as_float
+
+#: metric -> (weight, higher_is_worse); MSE metrics are compared as log10
+WEIGHTS = {
+    "global": {"weight_sqnr_db": (0.25, False), "weight_mse": (0.25, True),
+               "act_sqnr_db": (0.25, False), "act_mse": (0.25, True)},
+    "local": {"weight_sqnr_db": (0.25, False), "weight_mse": (0.25, True), "sqnr_drop_db": (0.5, True)},
+}
+
+
+def rank_quantunev2(ctx: SensitivityContext, variant: str = "global") -> Ranking:
+    start = time.perf_counter()
+    layers = quantizable_layers(ctx.module)
+    names = [layer_name(op) for op in layers]
+    realized = realize_quant(ctx.module, set(names), ctx.ranges, ctx.scheme)
+    metrics = {n: _weight_metrics(op, ctx) for n, op in zip(names, layers)}
+
+    fp32_names = value_names(ctx.module)
+    wanted_f32 = {realized.layer_outputs[n][0] for n in names} | {realized.layer_inputs[n][0] for n in names}
+    wanted_int = {id(realized.layer_outputs[n][1]) for n in names} | {id(realized.layer_inputs[n][1]) for n in names}
+    out_stats = {n: ErrorStats() for n in names}
+    in_stats = {n: ErrorStats() for n in names}
+    for inputs, valid in ctx.data.batches(ctx.batch):
+        ref = {v.name: inputs[v.name][:valid] for v in ctx.module.inputs if v.name in wanted_f32}
+
+        def keep_ref(v, a, valid=valid):
+            if fp32_names[id(v)] in wanted_f32:
+                ref[fp32_names[id(v)]] = a[:valid]
+
+        got = {}
+
+        def keep_int(v, a, valid=valid):
+            if id(v) in wanted_int:
+                got[id(v)] = as_float(v, a[:valid])
+
+        evaluate(ctx.module, inputs, observe=keep_ref, free_dead=True)  # inference 1: fp32
+        evaluate(realized.module, inputs, observe=keep_int, free_dead=True)  # inference 2: all int8
+        for n in names:
+            out_name, out_val = realized.layer_outputs[n]
+            in_name, in_val = realized.layer_inputs[n]
+            out_stats[n].update(ref[out_name], got[id(out_val)])
+            in_stats[n].update(ref[in_name], got[id(in_val)])
+
+    for n in names:
+        metrics[n].update(
+            act_sqnr_db=out_stats[n].sqnr_db,
+            act_mse=out_stats[n].mse,
+            input_sqnr_db=in_stats[n].sqnr_db,
+            sqnr_drop_db=in_stats[n].sqnr_db - out_stats[n].sqnr_db,
+        )
+    scores = combine(names, metrics, WEIGHTS[variant])
+    records = [LayerRecord(n, op.name, layer_macs(op), scores[n], metrics[n]) for n, op in zip(names, layers)]
+    records.sort(key=lambda r: -r.score)
+    return Ranking(f"quantunev2-{variant}" if variant != "global" else "quantunev2", records, 2,
+                   time.perf_counter() - start)
+
+
+def _weight_metrics(op, ctx: SensitivityContext) -> dict[str, float]:
+    w, _ = _layer_weights(op)
+    wq, params = quant_math.quantize_weights(w, ctx.scheme.weight_granularity, axis=0, scale_kind=ctx.scheme.scale_kind)
+    stats = weight_error(w, quant_math.dequantize(wq, params))
+    return {"weight_sqnr_db": stats.sqnr_db, "weight_mse": stats.mse}
+
+
+def combine(names: list[str], metrics: dict[str, dict[str, float]], weights: dict[str, tuple[float, bool]]) -> dict[str, float]:
+    """Weighted sum of min-max normalised metrics (MSE metrics on a log10 scale)."""
+    scores = dict.fromkeys(names, 0.0)
+    for key, (weight, higher_is_worse) in weights.items():
+        raw = [metrics[n][key] for n in names]
+        if key.endswith("mse"):
+            raw = [math.log10(max(x, 1e-30)) for x in raw]
+        for n, s in zip(names, normalise(raw, higher_is_worse)):
+            scores[n] += weight * s
+    return scores

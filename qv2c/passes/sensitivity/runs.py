@@ -1,0 +1,43 @@
+"""Inference helpers shared by the sensitivity methods.
+
+Each function here is one inference over the calibration set (batch by batch,
+through the reference interpreter, holding only one batch of tensors at a time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qv2c.ir import quant_math
+from qv2c.ir.core import Module
+from qv2c.ir.interpreter import evaluate
+from qv2c.passes.realize_quant import realize_quant
+from qv2c.passes.sensitivity.metrics import ErrorStats
+from qv2c.passes.sensitivity.ranking import SensitivityContext
+
+
+def as_float(value, array: np.ndarray) -> np.ndarray:
+    """An integer tensor dequantized to what it represents; fp32 tensors unchanged."""
+    if value.type.quant is None or value.type.dtype == "f32":
+        return array
+    return quant_math.dequantize(array, value.type.quant)
+
+
+def reference_outputs(ctx: SensitivityContext) -> list[list[np.ndarray]]:
+    """fp32 network outputs of every calibration batch (one inference)."""
+    outs = []
+    for inputs, valid in ctx.data.batches(ctx.batch):
+        env = evaluate(ctx.module, inputs, free_dead=True)
+        outs.append([env[id(v)][:valid] for v in ctx.module.outputs])
+    return outs
+
+
+def output_error(ctx: SensitivityContext, int8_layers: set[str], reference: list[list[np.ndarray]]) -> ErrorStats:
+    """Error of the network outputs when exactly `int8_layers` run int8 (one inference)."""
+    mixed: Module = realize_quant(ctx.module, int8_layers, ctx.ranges, ctx.scheme).module
+    stats = ErrorStats()
+    for (inputs, valid), ref in zip(ctx.data.batches(ctx.batch), reference):
+        env = evaluate(mixed, inputs, free_dead=True)
+        for v, r in zip(mixed.outputs, ref):
+            stats.update(r, env[id(v)][:valid])
+    return stats

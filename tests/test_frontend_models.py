@@ -1,0 +1,106 @@
+"""Every real model we ship tests with imports, verifies and is quick to load: the nine light
+models bundled with the onnx wheel (weights made by ConstantOfShape, Sum, LRN, Reshape,
+Transpose) and every model under QV2C_DATA. A few are also run against onnxruntime."""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+
+import onnx
+import pytest
+from onnx_text import assert_matches_onnxruntime
+
+import qv2c
+from qv2c.errors import ShapeError
+
+LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+LIGHT = sorted(os.path.basename(p) for p in glob.glob(os.path.join(LIGHT_DIR, "*.onnx")))
+DATA_MODELS = [
+    *(f"cifar10_zoo/{n}{suffix}.onnx" for n in ("mobilenetv2", "resnet18v1", "resnet50v1", "squeezenet1_1", "vgg16")
+      for suffix in ("", "_folded")),
+    "squeezenet1.1_imagenet/squeezenet1.1_fp32.onnx",
+    "mobilenetv2_imagenet/mobilenetv2_tf2_ptq_dequant_fp32.onnx",
+]
+#: light models whose final Reshape hard-codes batch 1 (so they cannot be rebound)
+LIGHT_BATCH_ONE = {"light_bvlc_alexnet.onnx", "light_inception_v1.onnx", "light_inception_v2.onnx",
+                   "light_resnet50.onnx", "light_shufflenet.onnx", "light_vgg19.onnx", "light_zfnet512.onnx"}
+#: seconds one import may take (they take well under one; this catches pathological slowness)
+MAX_IMPORT_SECONDS = 5.0
+
+
+def data_path(rel: str) -> str:
+    root = os.environ.get("QV2C_DATA")
+    if not root:
+        pytest.fail("QV2C_DATA is not set; export QV2C_DATA=/work/shared/data to run the model tests")
+    path = os.path.join(root, rel)
+    assert os.path.exists(path), f"{path} is missing from QV2C_DATA"
+    return path
+
+
+def import_timed(path: str, **kwargs):
+    start = time.perf_counter()
+    module = qv2c.import_onnx(path, **kwargs)
+    elapsed = time.perf_counter() - start
+    assert elapsed < MAX_IMPORT_SECONDS, f"importing {path} took {elapsed:.1f}s"
+    module.verify()
+    return module
+
+
+def test_the_onnx_wheel_has_nine_light_models():
+    assert len(LIGHT) == 9, LIGHT
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_light_model_loads(name):
+    path = os.path.join(LIGHT_DIR, name)
+    proto = onnx.load(path)
+    module = import_timed(path)
+    # the ConstantOfShape weight builders were folded into constants
+    assert all(op.operands[1].is_constant for op in module.ops if op.name in ("qv.conv", "qv.gemm"))
+    assert [v.name for v in module.outputs] == [o.name for o in proto.graph.output]
+    initializers = {t.name for t in proto.graph.initializer}
+    assert [v.name for v in module.inputs] == [i.name for i in proto.graph.input if i.name not in initializers]
+    assert module.inputs[0].type.shape == (1, 3, 224, 224)
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_light_model_batch_rebinding(name):
+    path = os.path.join(LIGHT_DIR, name)
+    if name in LIGHT_BATCH_ONE:
+        with pytest.raises(ShapeError, match="hard-codes batch 1"):
+            qv2c.import_onnx(path, batch_size=2)
+    else:
+        assert import_timed(path, batch_size=2).outputs[0].type.shape[0] == 2
+
+
+@pytest.mark.parametrize("rel", DATA_MODELS)
+def test_data_model_loads(rel):
+    path = data_path(rel)
+    module = import_timed(path, batch_size=1)
+    assert module.inputs[0].type.shape[0] == 1 and module.outputs[0].name == "logits"
+    if rel.startswith("cifar10_zoo/"):  # dynamic batch: any batch works
+        assert import_timed(path, batch_size=3).outputs[0].type.shape == (3, 10)
+
+
+def test_every_data_model_is_covered():
+    root = os.path.dirname(os.path.dirname(data_path(DATA_MODELS[0])))
+    found = {os.path.relpath(p, root) for p in glob.glob(os.path.join(root, "**", "*.onnx"), recursive=True)}
+    assert found == set(DATA_MODELS)
+
+
+@pytest.mark.parametrize("rel, batch", [
+    ("cifar10_zoo/resnet18v1.onnx", 2),
+    ("cifar10_zoo/mobilenetv2.onnx", 2),
+    ("squeezenet1.1_imagenet/squeezenet1.1_fp32.onnx", 1),
+    ("mobilenetv2_imagenet/mobilenetv2_tf2_ptq_dequant_fp32.onnx", 1),
+])
+def test_data_model_matches_onnxruntime(rel, batch):
+    proto = onnx.load(data_path(rel))
+    assert_matches_onnxruntime(proto, batch_size=batch, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["light_squeezenet.onnx", "light_shufflenet.onnx"])
+def test_light_model_matches_onnxruntime(name):
+    assert_matches_onnxruntime(onnx.load(os.path.join(LIGHT_DIR, name)), atol=1e-4)
