@@ -385,6 +385,18 @@ def test_identity_before_a_graph_output_keeps_the_output_name():
     assert_matches_onnxruntime(m, module)
 
 
+def test_two_outputs_aliasing_one_tensor_keep_both_names():
+    m = model("""g (float[2,3] x) => (float y, float z) {
+        r = Relu (x)
+        y = Identity (r)
+        z = Identity (r)
+    }""")
+    module = qv2c.import_onnx(m)
+    assert [v.name for v in module.outputs] == ["y", "z"]
+    assert ops(module) == ["qv.relu", "qv.reshape"]
+    assert_matches_onnxruntime(m, module)
+
+
 # -- constants and folding ----------------------------------------------------------
 
 

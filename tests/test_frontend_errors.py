@@ -211,3 +211,14 @@ def test_training_batchnorm():
         y = BatchNormalization <training_mode=1> (x, s, b, mean, var)
     }""", opset=15, s=rand(3), b=rand(3), mean=rand(3), var=np.ones(3, np.float32))
     raises(UnsupportedOpError, m, "training_mode")
+
+
+def test_missing_required_input_or_attribute():
+    m = model("""g (float[2,3] x) => (float y) {
+        y = Reshape (x)
+    }""")
+    raises(ModelLoadError, m, "Reshape node", "needs at least 2")
+    m = model("""g (float[2,3] x) => (float y) {
+        y = Concat (x, x)
+    }""")
+    raises(ModelLoadError, m, "Concat node", "'axis'")

@@ -51,12 +51,15 @@ NP = {"u8": np.uint8, "i8": np.int8}
 
 
 # -- running the IR and onnxruntime ---------------------------------------------
-def run_ir(name: str, operands: list[tuple[np.ndarray, TensorType]], result_type: TensorType, **attrs) -> np.ndarray:
-    """Build `name(operands...)` as a one-op module (every operand a module input) and interpret it."""
+def run_ir(name: str, operands: list[tuple[np.ndarray, TensorType]], result_type: TensorType, verify: bool = True,
+           **attrs) -> np.ndarray:
+    """Build `name(operands...)` as a one-op module (every operand a module input), verify and interpret it."""
     m = Module("t")
     vals = [m.add_input(Value(t, f"x{i}")) for i, (_, t) in enumerate(operands)]
     y = Builder(m).op(name, vals, result_types=[result_type], **attrs)
     m.outputs = [y]
+    if verify:
+        m.verify()
     out = interpret(m, {f"x{i}": a for i, (a, _) in enumerate(operands)})
     (arr,) = out.values()
     assert arr.dtype == result_type.numpy_dtype and arr.shape == result_type.shape
@@ -762,9 +765,35 @@ def test_type_rules_reject_bad_quantization():
 def test_reference_checks_types_of_ops_built_with_explicit_result_types():
     x = np.zeros((1, 2, 2, 2), np.uint8)
     w = np.zeros((1, 2, 1, 1), np.int8)
-    with pytest.raises(VerificationError, match=r"qv\.qconv.*input"):
-        run_ir("qv.qconv", [(x, TensorType(x.shape, "u8")), (w, TensorType(w.shape, "i8", QuantParams([1.0], [0])))],
-               TensorType((1, 1, 2, 2), "u8", QuantParams([1.0], [0])))
+    conv_operands = [(x, TensorType(x.shape, "u8")), (w, TensorType(w.shape, "i8", QuantParams([1.0], [0])))]
+    conv_result = TensorType((1, 1, 2, 2), "u8", QuantParams([1.0], [0]))
+    for verify in (True, False):  # the verifier refuses it, and so does the interpreter on its own
+        with pytest.raises(VerificationError, match=r"qv\.qconv.*input"):
+            run_ir("qv.qconv", conv_operands, conv_result, verify=verify)
     with pytest.raises(VerificationError, match="result"):
         run_ir("qv.requantize", [(x, TensorType(x.shape, "u8", QuantParams([1.0], [0])))],
-               TensorType(x.shape, "f32"))
+               TensorType(x.shape, "f32"), verify=False)
+
+
+def test_quantized_ops_print_parse_and_verify():
+    from qv2c.ir import parse
+
+    m = Module("q")
+    x = m.add_input(Value(TensorType((1, 2, 4, 4), "u8", QuantParams([0.05], [12])), "x"))
+    w = m.add_constant(np.ones((3, 2, 3, 3), np.int8), "w", TensorType((3, 2, 3, 3), "i8",
+                                                                        QuantParams([0.01, 0.02, 0.04], [0] * 3, 0)))
+    b = m.add_constant(np.array([1, -2, 3], np.int32), "b")
+    bld = Builder(m)
+    y = bld.op("qv.qconv", [x, w, b], result_types=[TensorType((1, 3, 4, 4), "u8", QuantParams([0.1], [0]))],
+               pads=[1, 1, 1, 1], act="relu6", requant="float")
+    z = bld.op("qv.qglobal_avgpool", [y], result_types=[TensorType((1, 3, 1, 1), "i8", QuantParams([0.1], [0]))])
+    m.outputs = [bld.op("qv.dequantize", [z])]
+    m.verify()
+    text = str(m)
+    assert 'act = "relu6"' in text and 'requant = "float"' in text
+    again = parse(text)
+    again.verify()
+    assert str(again) == text
+    xin = np.arange(32, dtype=np.uint8).reshape(1, 2, 4, 4)
+    (out1,), (out2,) = interpret(m, {"x": xin}).values(), interpret(again, {"x": xin}).values()
+    np.testing.assert_array_equal(out1, out2)

@@ -14,7 +14,7 @@ import onnx
 
 from qv2c.errors import ShapeError
 from qv2c.frontend.constant_folding import FOLDERS, try_fold
-from qv2c.frontend.context import ImportContext
+from qv2c.frontend.context import ImportContext, Node
 from qv2c.frontend.inputs import bind_inputs
 from qv2c.frontend.loader import DEFAULT_DOMAINS, LoadedModel
 from qv2c.frontend.registry import lookup
@@ -35,15 +35,33 @@ def import_graph(loaded: LoadedModel, batch_size: int | None) -> Module:
         if node.proto.domain not in DEFAULT_DOMAINS:
             raise ctx.unsupported(f"op {node.op_type!r} from domain {node.proto.domain!r} is not supported; qv2c "
                                   f"imports only default-domain ONNX ops")
+        _check_schema(ctx, node)
         if not try_fold(ctx, node):
             lookup(ctx, node, FOLDERS)(ctx, node)
     ctx.node = None
-    ctx.module.outputs = [_output(ctx, vi) for vi in graph.output]
+    for vi in graph.output:
+        ctx.module.outputs.append(_output(ctx, vi))
     _remove_dead_ops(ctx.module)
     ctx.module.remove_unused_constants()
     if importlib.util.find_spec("qv2c.ir.verifier") is not None:
         ctx.module.verify()
     return ctx.module
+
+
+def _check_schema(ctx: ImportContext, node: Node) -> None:
+    """Reject a node that lacks inputs or attributes its ONNX schema requires, before a
+    folder or importer indexes into them (unknown op types are left to `lookup`)."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, ctx.opset, "")
+    except onnx.defs.SchemaError:
+        return
+    if len(node.inputs) < schema.min_input or not all(node.inputs[: schema.min_input]):
+        raise ctx.load_error(f"has {len([n for n in node.inputs if n])} input(s) but needs at least "
+                             f"{schema.min_input}; the model is malformed")
+    given = {a.name for a in node.proto.attribute}
+    missing = sorted(n for n, a in schema.attributes.items() if a.required and n not in given)
+    if missing:
+        raise ctx.load_error(f"lacks the required attribute(s) {missing}; the model is malformed")
 
 
 def _output(ctx: ImportContext, vi: onnx.ValueInfoProto) -> Value:
@@ -56,8 +74,9 @@ def _output(ctx: ImportContext, vi: onnx.ValueInfoProto) -> Value:
 
 
 def _named_copy(ctx: ImportContext, v: Value, name: str) -> Value:
-    """`v` under the output name `name`: renamed if it is an unnamed-elsewhere op result
-    (Identity/Dropout before the output), else copied by a shape-preserving `qv.reshape`."""
+    """`v` under the output name `name`: an op result (seen through Identity/Dropout) is renamed,
+    but a graph input, a constant or an earlier output keeps its name and is copied by a
+    shape-preserving `qv.reshape` instead."""
     taken = {vi.name for vi in ctx.module.inputs} | {o.name for o in ctx.module.outputs}
     if v.owner is not None and v.name not in taken:
         v.name = name
@@ -88,7 +107,8 @@ def _check_declared(ctx: ImportContext, vi: onnx.ValueInfoProto, v: Value) -> No
 
 
 def _remove_dead_ops(module: Module) -> None:
-    """Erase ops none of whose results is read (e.g. left over by multi-op expansions)."""
+    """Erase ops none of whose results is read. Dead ONNX nodes are never imported
+    (`topology.py`); this catches ops an importer emitted whose results went unused."""
     outputs = {id(v) for v in module.outputs}
     for op in reversed(list(module.ops)):
         if all(not r.uses and id(r) not in outputs for r in op.results):

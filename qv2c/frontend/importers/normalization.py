@@ -29,8 +29,6 @@ def batch_normalization(ctx, node):
 @importer("LRN")
 def lrn(ctx, node):
     a = node.attrs
-    if "size" not in a:
-        raise ctx.load_error("the required attribute 'size' is missing")
     y = ctx.emit("qv.lrn", [ctx.value(node.inputs[0])], size=int(a["size"]), alpha=float(a.get("alpha", 1e-4)),
                  beta=float(a.get("beta", 0.75)), bias=float(a.get("bias", 1.0)))
     ctx.define(node.outputs[0], y)

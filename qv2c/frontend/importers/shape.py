@@ -66,9 +66,7 @@ def squeeze(ctx, node):
 
 @importer("Unsqueeze")
 def unsqueeze(ctx, node):
-    axes = squeeze_axes(ctx, node)
-    if axes is None:
-        raise ctx.load_error("Unsqueeze needs axes")
+    axes = squeeze_axes(ctx, node)  # required by the schema (checked before import)
     _reshape_to(ctx, node, lambda s: unsqueeze_shape(s, axes))
 
 
@@ -84,7 +82,7 @@ def concat(ctx, node):
     operands = [ctx.value(n) for n in node.inputs if n]
     try:
         axis = normalize_axis(int(node.attrs["axis"]), operands[0].type.rank)
-    except (KeyError, ValueError) as e:
+    except ValueError as e:
         raise ctx.shape_error(f"bad axis: {e}") from None
     ctx.define(node.outputs[0], ctx.emit("qv.concat", operands, axis=axis))
 

@@ -36,9 +36,7 @@ def read_window(ctx: ImportContext, node: Node, spatial: tuple[int, ...], kernel
         raise ctx.unsupported(f"only 2-D {node.op_type} (4-D NCHW input) is supported, got {len(spatial)} spatial "
                               f"dim(s)")
     if kernel is None:
-        if "kernel_shape" not in a:
-            raise ctx.load_error("the required attribute 'kernel_shape' is missing")
-        kernel = list(a["kernel_shape"])
+        kernel = list(a["kernel_shape"])  # required by the schema (checked before import)
     elif "kernel_shape" in a and list(a["kernel_shape"]) != list(kernel):
         raise ctx.shape_error(f"kernel_shape {list(a['kernel_shape'])} does not match the weight's {list(kernel)}")
     strides = list(a.get("strides", [1, 1]))

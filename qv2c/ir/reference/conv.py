@@ -16,7 +16,7 @@ They are dtype-generic: nothing in them assumes floats.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -115,7 +115,12 @@ def conv2d(
     dilations: Sequence[int],
     group: int,
 ) -> np.ndarray:
-    """ONNX Conv on float arrays: x [N,C,H,W], w [M,C/group,kh,kw], b [M] -> [N,M,OH,OW]."""
+    """ONNX Conv: x [N,C,H,W], w [M,C/group,kh,kw], b [M] -> [N,M,OH,OW], zero padding.
+
+    Works for any numeric dtype and returns `np.result_type(x, w)`; integer-valued float
+    arrays give exact integer sums while they stay below the float's exact-integer range
+    (the quantized reference relies on this for BLAS-speed int8 accumulation).
+    """
     if w.shape[1] == 1 and group > 1:
         y = _depthwise(x, w, strides, pads, dilations)
     else:

@@ -3,8 +3,11 @@
 Window ops are a reduction over the kh*kw strided slices of the padded input
 (`window_slices`), so they cost kh*kw whole-array operations whatever the channel count.
 
-Max-pool pads with -inf (the dtype's minimum for integer codes, which preserves order,
-so int8 passes through exactly). Avg-pool sums with zero padding and divides each output
+Max-pool pads with the dtype's lowest finite value (-FLT_MAX, or e.g. 0 for uint8 codes),
+which is what onnxruntime starts each window from: padding never beats an input element
+that is > lowest, a window lying wholly in padding (possible with dilation) gives lowest
+rather than -inf, and because max commutes with the monotone affine map, int8 passes
+through exactly. Avg-pool sums with zero padding and divides each output
 by the number of window elements that lie inside the input (`count_include_pad=0`) or
 inside the padded input (`count_include_pad=1`); with `ceil_mode` the last window may run
 past the padded input, and that overhang never counts (as onnxruntime does).
@@ -21,9 +24,9 @@ from qv2c.ir.reference.elementwise import as_result, require_real
 
 @reference("qv.maxpool")
 def maxpool(op, x):
-    """Max over each window; padding is the lowest value of the dtype, so it never wins."""
+    """Max over each window; padding is the lowest finite value of the dtype (see above)."""
     a = op.attrs
-    lowest = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
+    lowest = (np.finfo if np.issubdtype(x.dtype, np.floating) else np.iinfo)(x.dtype).min
     kernel, strides, dilations = a["kernel"], a["strides"], a["dilations"]
     xp, out_hw = pad_for_windows(x, kernel, strides, a["pads"], dilations, bool(a["ceil_mode"]), lowest)
     y = None
