@@ -11,7 +11,8 @@ caller passes `result_types` (needed for integer results carrying quantization).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from qv2c.errors import ShapeError
 from qv2c.ir.core import Graph, Op, Value

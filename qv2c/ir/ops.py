@@ -17,8 +17,9 @@ Conventions (all ops are NCHW, like ONNX):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

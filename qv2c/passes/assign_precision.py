@@ -10,11 +10,12 @@ Four ways to ask, checked up front so a typo never passes silently:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
+from qv2c.datasets.models import top1
 from qv2c.errors import ConfigError
 
 DEFAULT_FP32_LAYERS = 1
@@ -82,9 +83,3 @@ def assign_precision(request: PrecisionRequest, layers: list[str], ranking, buil
         if top1(build(candidate)(inputs), labels, label_offset) >= target:
             return candidate
     return int8_with(len(order))
-
-
-def top1(logits: np.ndarray, labels: np.ndarray, label_offset: int = 0) -> float:
-    """Top-1 accuracy in percent; `label_offset` for models with a background class."""
-    pred = np.asarray(logits).reshape(len(labels), -1).argmax(axis=1) - label_offset
-    return 100.0 * float(np.mean(pred == np.asarray(labels)))

@@ -15,7 +15,7 @@ calibration and sensitivity analysis over hundreds of images, so the heavy ones
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -56,13 +56,13 @@ def rank_quantunev2(ctx: SensitivityContext, variant: str = "global") -> Ranking
     for inputs, valid in ctx.data.batches(ctx.batch):
         ref = {v.name: inputs[v.name][:valid] for v in ctx.module.inputs if v.name in wanted_f32}
 
-        def keep_ref(v, a, valid=valid):
+        def keep_ref(v, a, valid=valid, ref=ref):
             if fp32_names[id(v)] in wanted_f32:
                 ref[fp32_names[id(v)]] = a[:valid]
 
         got = {}
 
-        def keep_int(v, a, valid=valid):
+        def keep_int(v, a, valid=valid, got=got):
             if id(v) in wanted_int:
                 got[id(v)] = as_float(v, a[:valid])
 

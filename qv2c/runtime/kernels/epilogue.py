@@ -37,15 +37,18 @@ def store_f32(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, res, has_res, lo, h
     """out = clamp(acc + bias (+ res), lo, hi) for a rows x nc block (fp32 output)."""
     lo32 = np.float32(lo)
     hi32 = np.float32(hi)
+    b = bias[c0:c0 + nc]
     for r in range(rows):
         o = (p0 + r) * ldo + c0
-        a = r * acc_ld
+        dst = out[o:o + nc]
+        a = acc[r * acc_ld:r * acc_ld + nc]
         if has_res:
+            rs = res[o:o + nc]
             for j in range(nc):
-                out[o + j] = min(max(acc[a + j] + bias[c0 + j] + res[o + j], lo32), hi32)
+                dst[j] = min(max(a[j] + b[j] + rs[j], lo32), hi32)
         else:
             for j in range(nc):
-                out[o + j] = min(max(acc[a + j] + bias[c0 + j], lo32), hi32)
+                dst[j] = min(max(a[j] + b[j], lo32), hi32)
 
 
 @njit(cache=True)
@@ -57,15 +60,18 @@ def store_f32_quant(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, res, has_res,
     zp = np.float32(q_zp)
     qlo = np.float32(q_lo)
     qhi = np.float32(q_hi)
+    b = bias[c0:c0 + nc]
     for r in range(rows):
         o = (p0 + r) * ldo + c0
-        a = r * acc_ld
+        dst = out[o:o + nc]
+        a = acc[r * acc_ld:r * acc_ld + nc]
+        rs = res[o:o + nc] if has_res else res[0:0]
         for j in range(nc):
-            v = acc[a + j] + bias[c0 + j]
+            v = a[j] + b[j]
             if has_res:
-                v = v + res[o + j]
+                v = v + rs[j]
             v = min(max(v, lo32), hi32)
-            out[o + j] = min(max(np.rint(v / s) + zp, qlo), qhi)
+            dst[j] = min(max(np.rint(v / s) + zp, qlo), qhi)
 
 
 @njit(cache=True)
@@ -74,12 +80,15 @@ def store_requant(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, mult, zy, lo, h
     tlo = np.float32(lo - zy)
     thi = np.float32(hi - zy)
     z = np.float32(zy)
+    b = bias[c0:c0 + nc]
+    m = mult[c0:c0 + nc]
     for r in range(rows):
         o = (p0 + r) * ldo + c0
-        a = r * acc_ld
+        dst = out[o:o + nc]
+        a = acc[r * acc_ld:r * acc_ld + nc]
         for j in range(nc):
-            t = np.float32(np.int32(acc[a + j] + bias[c0 + j])) * mult[c0 + j]
-            out[o + j] = np.rint(min(max(t, tlo), thi)) + z
+            t = np.float32(np.int32(a[j] + b[j])) * m[j]
+            dst[j] = np.rint(min(max(t, tlo), thi)) + z
 
 
 @njit(cache=True)
@@ -95,14 +104,18 @@ def store_requant_add(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, mult, z1, l
     zyf = np.float32(zy)
     qlo = np.float32(lo)
     qhi = np.float32(hi)
+    b = bias[c0:c0 + nc]
+    m = mult[c0:c0 + nc]
     for r in range(rows):
         o = (p0 + r) * ldo + c0
-        a = r * acc_ld
+        dst = out[o:o + nc]
+        rs = res[o:o + nc]
+        a = acc[r * acc_ld:r * acc_ld + nc]
         for j in range(nc):
-            t = np.float32(np.int32(acc[a + j] + bias[c0 + j])) * mult[c0 + j]
+            t = np.float32(np.int32(a[j] + b[j])) * m[j]
             q1 = np.rint(min(max(t, tlo), thi))  # = requantized value minus z1, exactly
-            s = q1 * s1f + (np.float32(res[o + j]) - zrf) * srf
-            out[o + j] = min(max(np.rint(s / syf) + zyf, qlo), qhi)
+            s = q1 * s1f + (np.float32(rs[j]) - zrf) * srf
+            dst[j] = min(max(np.rint(s / syf) + zyf, qlo), qhi)
 
 
 @njit(cache=True)
@@ -110,11 +123,16 @@ def store_dequant(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, scale, fbias, r
     """out = clamp(f32(acc + bias) * scale + fbias (+ res), lo, hi) (fp32 output from int32 accumulators)."""
     lo32 = np.float32(lo)
     hi32 = np.float32(hi)
+    b = bias[c0:c0 + nc]
+    sc = scale[c0:c0 + nc]
+    fb = fbias[c0:c0 + nc]
     for r in range(rows):
         o = (p0 + r) * ldo + c0
-        a = r * acc_ld
+        dst = out[o:o + nc]
+        a = acc[r * acc_ld:r * acc_ld + nc]
+        rs = res[o:o + nc] if has_res else res[0:0]
         for j in range(nc):
-            v = np.float32(np.int32(acc[a + j] + bias[c0 + j])) * scale[c0 + j] + fbias[c0 + j]
+            v = np.float32(np.int32(a[j] + b[j])) * sc[j] + fb[j]
             if has_res:
-                v = v + res[o + j]
-            out[o + j] = min(max(v, lo32), hi32)
+                v = v + rs[j]
+            dst[j] = min(max(v, lo32), hi32)

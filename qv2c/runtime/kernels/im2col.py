@@ -23,6 +23,20 @@ from numba import njit
 
 
 @njit(cache=True)
+def _copy(src, dst):
+    """dst[:] = src[:] for two 1-D views (indexing views by the loop counter keeps the loop vectorisable)."""
+    for t in range(dst.size):
+        dst[t] = src[t]
+
+
+@njit(cache=True)
+def _widen(src, z, dst):
+    """dst[:] = int16(src[:]) - z: u8/i8 to zero-point-centred int16."""
+    for t in range(dst.size):
+        dst[t] = np.int16(src[t]) - z
+
+
+@njit(cache=True)
 def im2col_f32(x, h, w, c, g, icg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, p0, nrows, a, lda):
     """Fill `nrows` fp32 rows of `a` (row stride `lda`) from flat NHWC `x`; see the module docstring."""
     ohw = oh * ow
@@ -39,25 +53,21 @@ def im2col_f32(x, h, w, c, g, icg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, p0, n
             ih = ih0 + ky * dh
             dst = i * lda + ky * run
             if ih < 0 or ih >= h:
-                for t in range(run):
-                    a[dst + t] = 0.0
+                a[dst:dst + run] = 0.0
                 continue
             rowbase = (n * h + ih) * w * c + g * icg
             if dw == 1 and icg == c and iw0 >= 0 and iw0 + kw <= w:
                 src = rowbase + iw0 * c
-                for t in range(run):
-                    a[dst + t] = x[src + t]
+                _copy(x[src:src + run], a[dst:dst + run])
                 continue
             for kx in range(kw):
                 iw = iw0 + kx * dw
                 d = dst + kx * icg
                 if iw < 0 or iw >= w:
-                    for t in range(icg):
-                        a[d + t] = 0.0
+                    a[d:d + icg] = 0.0
                 else:
                     src = rowbase + iw * c
-                    for t in range(icg):
-                        a[d + t] = x[src + t]
+                    _copy(x[src:src + icg], a[d:d + icg])
 
 
 @njit(cache=True)
@@ -75,28 +85,23 @@ def im2col_s16(x, zx, h, w, c, g, icg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, p
         xo = rem - yo * ow
         ih0 = yo * sh - pt
         iw0 = xo * sw - pl
-        for t in range(k, lda):
-            a[i * lda + t] = 0
+        a[i * lda + k:(i + 1) * lda] = 0
         for ky in range(kh):
             ih = ih0 + ky * dh
             dst = i * lda + ky * run
             if ih < 0 or ih >= h:
-                for t in range(run):
-                    a[dst + t] = 0
+                a[dst:dst + run] = 0
                 continue
             rowbase = (n * h + ih) * w * c + g * icg
             if dw == 1 and icg == c and iw0 >= 0 and iw0 + kw <= w:
                 src = rowbase + iw0 * c
-                for t in range(run):
-                    a[dst + t] = np.int16(x[src + t]) - z
+                _widen(x[src:src + run], z, a[dst:dst + run])
                 continue
             for kx in range(kw):
                 iw = iw0 + kx * dw
                 d = dst + kx * icg
                 if iw < 0 or iw >= w:
-                    for t in range(icg):
-                        a[d + t] = 0
+                    a[d:d + icg] = 0
                 else:
                     src = rowbase + iw * c
-                    for t in range(icg):
-                        a[d + t] = np.int16(x[src + t]) - z
+                    _widen(x[src:src + icg], z, a[d:d + icg])

@@ -1,0 +1,129 @@
+"""`qv2c-run`: compile a model, show what was decided, and measure it.
+
+    qv2c-run cifar10_resnet18v1 --fp32-layers 2          # a model from QV2C_DATA by name
+    qv2c-run path/to/model.onnx --calibration calib.npy --precision int8 --dump-ir out/
+
+MODEL is an ONNX path or a name from `qv2c.datasets.MODELS` (which also tells the
+command which labelled images to calibrate and evaluate on). For an arbitrary ONNX
+file, pass calibration samples as a .npy array [n, ...] (float32, preprocessed).
+Prints the precision of every layer, the sensitivity ranking, and (for named
+models) top-1 of fp32 and of the compiled program on the evaluation images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qv2c.errors import ConfigError, QV2CError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from qv2c.api import PRECISIONS
+    from qv2c.passes.calibrate import OBSERVERS
+    from qv2c.passes.realize_quant import GRANULARITIES, PLACEMENTS, SCALE_KINDS
+    from qv2c.passes.sensitivity import METHODS
+
+    p = argparse.ArgumentParser(prog="qv2c-run", description="Compile an ONNX CNN to a mixed int8/fp32 program.")
+    p.add_argument("model", help="ONNX file, or a model name known to qv2c.datasets (e.g. cifar10_resnet18v1)")
+    p.add_argument("--data", help="data root (default: $QV2C_DATA)")
+    p.add_argument("--calibration", help=".npy file of preprocessed float32 samples [n, ...] (ONNX-path models)")
+    p.add_argument("--calibration-count", type=int, default=64, help="calibration images for named models")
+    p.add_argument("--eval-count", type=int, default=500, help="evaluation images for named models (0: skip)")
+    p.add_argument("--precision", choices=PRECISIONS, default="mixed")
+    p.add_argument("--method", choices=sorted(METHODS), default="quantunev2")
+    p.add_argument("--fp32-layers", type=int, help="keep the k most sensitive layers in fp32")
+    p.add_argument("--max-accuracy-drop", type=float, help="fewest fp32 layers within this many top-1 points")
+    p.add_argument("--calibration-method", choices=sorted(OBSERVERS), default="minmax")
+    p.add_argument("--weight-granularity", choices=GRANULARITIES, default="per-channel")
+    p.add_argument("--scale-kind", choices=SCALE_KINDS, default="float")
+    p.add_argument("--placement", choices=PLACEMENTS, default="boundary")
+    p.add_argument("--keep-fp32", nargs="*", default=[], metavar="LAYER")
+    p.add_argument("--force-int8", nargs="*", default=[], metavar="LAYER")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass and the final IR here")
+    p.add_argument("--show-ir", action="store_true", help="print the final IR")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except QV2CError as e:
+        print(f"qv2c-run: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args: argparse.Namespace) -> None:
+    import qv2c
+    from qv2c.datasets import MODELS, load_eval_set, model_path, top1
+
+    named = args.model in MODELS
+    if named:
+        info = MODELS[args.model]
+        path = str(model_path(args.model, args.data))
+        calib_split = "train" if info.dataset == "cifar10" else None
+        calib_idx = None if info.dataset == "cifar10" else slice(-args.calibration_count, None)
+        calibration, _ = load_eval_set(args.model, args.data, indices=calib_idx, limit=args.calibration_count,
+                                       split=calib_split)
+    else:
+        path = args.model
+        if args.precision != "fp32" and not args.calibration:
+            raise ConfigError("an ONNX path needs --calibration samples.npy (or use a named model; see --help)")
+        calibration = _load_npy(args.calibration) if args.calibration else None
+    start = time.perf_counter()
+    model = qv2c.compile(
+        path, calibration, precision=args.precision, method=args.method, fp32_layers=args.fp32_layers,
+        calibration_method=args.calibration_method, weight_granularity=args.weight_granularity,
+        scale_kind=args.scale_kind, keep_fp32=args.keep_fp32, force_int8=args.force_int8,
+        batch_size=args.batch_size, placement=args.placement,
+        **_accuracy_target(args, named),
+    )
+    print(f"compiled {path} in {time.perf_counter() - start:.1f} s ({args.precision}, {args.method})")
+    fp32 = [n for n, p in model.precision.items() if p == "fp32"]
+    print(f"{len(model.precision)} layers: {len(model.precision) - len(fp32)} int8, {len(fp32)} fp32 {fp32}")
+    if model.sensitivity is not None:
+        r = model.sensitivity
+        print(f"\nsensitivity ({r.method}, {r.inferences} inferences, {r.seconds:.1f} s), most sensitive first:")
+        print(r.table())
+    if args.dump_ir:
+        Path(args.dump_ir).mkdir(parents=True, exist_ok=True)
+        (Path(args.dump_ir) / "final.qvir").write_text(model.ir)
+    if args.show_ir:
+        print(model.ir)
+    if named and args.eval_count:
+        x, y = load_eval_set(args.model, args.data, limit=args.eval_count)
+        reference = qv2c.compile(path, precision="fp32", batch_size=args.batch_size)
+        print(f"\ntop-1 on {len(y)} evaluation images: fp32 {top1(reference(x), y, info.label_offset):.2f} %, "
+              f"compiled {top1(model(x), y, info.label_offset):.2f} %")
+
+
+def _accuracy_target(args: argparse.Namespace, named: bool) -> dict:
+    if args.max_accuracy_drop is None:
+        return {}
+    if not named:
+        raise ConfigError("--max-accuracy-drop needs a named model (its labelled images are the validation set)")
+    from qv2c.datasets import MODELS, load_eval_set
+
+    info = MODELS[args.model]
+    split = "train" if info.dataset == "cifar10" else None
+    idx = slice(-300, None) if info.dataset == "cifar10" else slice(1000, 1200)
+    return {"max_accuracy_drop": args.max_accuracy_drop, "validation": load_eval_set(args.model, args.data, indices=idx, split=split),
+            "label_offset": info.label_offset}
+
+
+def _load_npy(path: str) -> np.ndarray:
+    try:
+        return np.load(path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read calibration samples from {path}: {e}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

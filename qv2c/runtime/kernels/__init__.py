@@ -1,0 +1,25 @@
+"""Compute kernels the Numba backend calls: conv (dense, grouped, 1x1, depthwise) and GEMM, fp32 and int8.
+
+Conventions shared by every kernel (details in each module's docstring):
+
+- Activations are NHWC, C-contiguous (`layout.nchw_to_nhwc` at the model boundary);
+  op semantics (attributes, OIHW weights) are ONNX's.  FC inputs are row-major [M, K].
+- Weights are packed once, at compile time, by `packing.py` (`pack_conv_f32`,
+  `pack_conv_i8`, `pack_depthwise_*`, `pack_gemm_*`); kernels take `packed.data`.
+- Every kernel writes its output through a fused epilogue (`epilogue.py`): bias,
+  optional residual, activation clamp, and for int8 the requantization (or a
+  dequantization to fp32 / quantization from fp32 at precision boundaries).
+- Shapes, strides, pads, dilations, zero points and scales are runtime arguments, so
+  one compiled specialisation per dtype combination serves every layer.
+- The kernels are `@njit(cache=True)`; parallel ones use `prange` over independent
+  output tiles (`tiling.py`).  The fp32/int8 GEMM cores are register-blocked LLVM IR
+  micro-kernels (`microkernel.py`) emitting only target-independent IR, so they are
+  correct on any x86-64 (and beyond) and fast with AVX2/FMA, AVX-512 or VNNI.
+
+Modules: conv_f32, conv_i8, depthwise, gemm (entry points); packing, layout (data
+preparation); microkernel, im2col, epilogue, tiling (building blocks).
+"""
+
+from qv2c.runtime.kernels.cache_guard import invalidate_stale_caches
+
+invalidate_stale_caches()

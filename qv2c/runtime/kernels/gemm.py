@@ -1,0 +1,45 @@
+"""Fully connected layers (GEMM with a packed weight), fp32 and int8, with fused epilogues.
+
+An FC layer out[M, N] = a[M, K] @ w[N, K]^T + bias is a 1x1 convolution of an
+[M, 1, 1, K] NHWC tensor, so these entry points reshape (free views) and call the
+convolution drivers: the same register-blocked micro-kernels (6 rows x 16 outputs), the
+same epilogues, and the same task split.  For batch 1 (M = 1) the split is over the
+N / 16 weight panels (`tiling.plan_tiles` gives one pixel tile and many panel chunks),
+and the single-row micro-kernel keeps 4 partial sums per accumulator so the FMA
+latency is hidden; the layer is then bound by streaming the weights once.
+
+Weights: `packing.pack_gemm_f32` / `pack_gemm_i8` (ONNX Gemm transB=1 layout [N, K] or
+transB=0 [K, N]).  Activations: row-major [M, K] (fp32, or u8/i8 with zero point `za`).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from qv2c.runtime.kernels.conv_f32 import conv2d_f32
+from qv2c.runtime.kernels.conv_i8 import conv2d_i8, conv2d_i8_dequant
+
+
+@njit(cache=True)
+def _as_pixels(a):
+    """[M, K] row-major -> [M, 1, 1, K] NHWC view."""
+    return a.reshape(a.shape[0], 1, 1, a.shape[1])
+
+
+@njit(cache=True)
+def gemm_f32(a, w, bias, res, out, lo, hi, has_res):
+    """out[M, N] = clamp(a @ W^T + bias (+ res), lo, hi); a, res, out fp32 row-major; w packed."""
+    conv2d_f32(_as_pixels(a), w, bias, _as_pixels(res), _as_pixels(out), 1, 1, 1, 1, 0, 0, 1, 1, lo, hi, has_res)
+
+
+@njit(cache=True)
+def gemm_i8(a, za, w, bias, out, mult, zy, lo, hi):
+    """out[M, N] (u8/i8) = clip(rint(f32(sum_k (a - za) * W + bias) * mult[n]) + zy, lo, hi)."""
+    conv2d_i8(_as_pixels(a), za, w, bias, _as_pixels(out), 1, 1, 1, 1, 0, 0, 1, 1, mult, zy, lo, hi)
+
+
+@njit(cache=True)
+def gemm_i8_dequant(a, za, w, bias, out, scale, fbias, res, has_res, lo, hi):
+    """out[M, N] fp32 = clamp(f32(sum_k (a - za) * W + bias) * scale[n] + fbias[n] (+ res), lo, hi)."""
+    conv2d_i8_dequant(_as_pixels(a), za, w, bias, _as_pixels(out), 1, 1, 1, 1, 0, 0, 1, 1,
+                      scale, fbias, _as_pixels(res), has_res, lo, hi)
