@@ -31,8 +31,9 @@ from qv2c.passes.calibration_data import make_calibration_set
 from qv2c.passes.canonicalize import CANONICALIZE
 from qv2c.passes.layers import layer_name, quantizable_layers
 from qv2c.passes.manager import run_pipeline
-from qv2c.passes.realize_quant import QuantScheme, realize_quant
-from qv2c.passes.sensitivity import Ranking, SensitivityContext, rank_layers
+from qv2c.passes.observers import OBSERVERS
+from qv2c.passes.realize_quant import PLACEMENTS, QuantScheme, realize_quant
+from qv2c.passes.sensitivity import METHODS, Ranking, SensitivityContext, rank_layers
 
 PRECISIONS = ("mixed", "int8", "fp32")
 
@@ -65,13 +66,19 @@ class CompiledModel:
 
         Any number of samples is accepted: they run in chunks of the compiled batch
         size (the last chunk padded), and the outputs are concatenated."""
-        feeds = self._as_dict(inputs)
-        n = next(iter(feeds.values())).shape[0]
+        feeds = {k: np.asarray(a) for k, a in self._as_dict(inputs).items()}
         b = self.batch_size
+        ranks = {v.name: v.type.rank for v in self.module.inputs}
+        if set(feeds) != set(ranks) or any(a.ndim != ranks[k] for k, a in feeds.items()):
+            return interpret(self.module, feeds)  # let the interpreter report the name/shape error
+        counts = sorted({a.shape[0] for a in feeds.values()})
+        if len(counts) > 1:
+            raise InputError(f"inputs hold different numbers of samples {counts}; give every input the same count")
+        n = counts[0]
+        if n == 0:
+            raise InputError("got 0 samples; pass at least one")  # there would be no chunk to take shapes from
         if n == b:
             return interpret(self.module, feeds)
-        if any(a.ndim != v.type.rank for a, v in zip(feeds.values(), self.module.inputs)):
-            return interpret(self.module, feeds)  # let the interpreter report the shape error
         chunks: list[dict[str, np.ndarray]] = []
         for start in range(0, n, b):
             idx = np.minimum(np.arange(start, start + b), n - 1)
@@ -136,9 +143,15 @@ def compile(  # noqa: A001 - the public name the project promises
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int, not {batch_size!r}")
     scheme = QuantScheme(weight_granularity, scale_kind)
+    _check_choice("method", method, METHODS)  # before any work, and even where the option goes unused
+    _check_choice("calibration_method", calibration_method, OBSERVERS)
+    _check_choice("placement", placement, PLACEMENTS)
+    request = PrecisionRequest(precision, fp32_layers, max_accuracy_drop, _layer_names(keep_fp32), _layer_names(force_int8))
     runtime = load_canonical(model, batch_size)
+    layers = [layer_name(op) for op in quantizable_layers(runtime)]
+    request.check(layers, validation)  # also for "fp32", so a misspelt keep_fp32 never passes silently
     if precision == "fp32":
-        return CompiledModel(runtime, {layer_name(op): "fp32" for op in quantizable_layers(runtime)}, backend=backend)
+        return CompiledModel(runtime, dict.fromkeys(layers, "fp32"), backend=backend)
 
     probe = make_calibration_set(runtime, calibration)
     batch = analysis_batch or _analysis_batch(probe.count, runtime)
@@ -150,11 +163,10 @@ def compile(  # noqa: A001 - the public name the project promises
             if analysis_batch is not None:
                 raise
             batch = batch_size  # the graph pins its batch (e.g. Reshape to [1, -1]): analyse at the user's
-    data = make_calibration_set(analysis, calibration)
+    # `probe` already holds the samples (the analysis module differs only in batch size); building
+    # the set again from `calibration` would find a generator empty the second time
+    data = probe
     ranges = calibrate(analysis, data, batch, calibration_method)
-    layers = [layer_name(op) for op in quantizable_layers(analysis)]
-    request = PrecisionRequest(precision, fp32_layers, max_accuracy_drop, tuple(keep_fp32), tuple(force_int8))
-    request.check(layers, validation)
     ranking = None
     if precision == "mixed" and request.needs_ranking:
         ranking = rank_layers(method, SensitivityContext(analysis, data, batch, ranges, scheme, seed))
@@ -167,6 +179,17 @@ def compile(  # noqa: A001 - the public name the project promises
     fp32_model = CompiledModel(runtime, backend=backend) if max_accuracy_drop is not None else None
     int8_layers = assign_precision(request, layers, ranking, build, fp32_model, validation, label_offset)
     return build(int8_layers)
+
+
+def _layer_names(names) -> tuple[str, ...] | str:
+    """`names` as a tuple; a bare string is passed on untouched so `PrecisionRequest.check`
+    rejects it (`tuple("conv1")` would become five unknown one-letter layer names)."""
+    return names if isinstance(names, str) else tuple(names)
+
+
+def _check_choice(option: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {option} {value!r}; choose one of {sorted(choices)}")
 
 
 def _analysis_batch(count: int, module: Module) -> int:

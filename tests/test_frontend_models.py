@@ -97,9 +97,28 @@ def test_data_model_matches_onnxruntime(rel):
     assert_matches_onnxruntime(onnx.load(data_path(rel)), batch_size=batch, atol=1e-4)
 
 
+def logits_instead_of_softmax(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its final Softmax removed, so the graph output is the logits.
+
+    The light models' weights are constant fills, so their logits are huge (~7e9) and
+    nearly equal: they differ by a few float32 ulps, and the softmax of them is decided
+    by summation-order rounding (it changes with the BLAS thread count). Comparing the
+    logits at 1e-4 relative is the meaningful check; Softmax itself is tested in
+    tests/test_reference_ops.py."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    graph = out.graph
+    last = graph.node[-1]
+    if last.op_type == "Softmax" and last.output[0] == graph.output[0].name:
+        logits = last.input[0]
+        graph.node.pop()
+        graph.output[0].name = logits
+    return out
+
+
 @pytest.mark.parametrize("name", LIGHT)
 def test_light_model_matches_onnxruntime(name):
-    assert_matches_onnxruntime(onnx.load(os.path.join(LIGHT_DIR, name)), atol=1e-4)
+    assert_matches_onnxruntime(logits_instead_of_softmax(onnx.load(os.path.join(LIGHT_DIR, name))), atol=1e-4)
 
 
 def test_squeezenet_matches_its_reference_outputs():

@@ -2,7 +2,8 @@
 
 Four ways to ask, checked up front so a typo never passes silently:
 - `precision="int8"`: every layer int8 except `keep_fp32`;
-- `fp32_layers=k`: the k most sensitive layers (plus `keep_fp32`) stay fp32;
+- `fp32_layers=k`: the k most sensitive layers not in `keep_fp32`/`force_int8`, plus
+  `keep_fp32`, stay fp32 (k + len(keep_fp32) fp32 layers in all);
 - `max_accuracy_drop=d` with a validation set: the fewest most-sensitive layers
   that keep top-1 within d points of fp32 (k = 0, 1, 2, ... tried in order);
 - `keep_fp32=[...]` / `force_int8=[...]`: explicit lists that override the ranking.
@@ -53,8 +54,10 @@ class PrecisionRequest:
         if self.fp32_layers is not None:
             if not isinstance(self.fp32_layers, (int, np.integer)) or isinstance(self.fp32_layers, bool) or self.fp32_layers < 0:
                 raise ConfigError(f"fp32_layers must be a non-negative int, not {self.fp32_layers!r}")
-            if self.fp32_layers > len(layers):
-                raise ConfigError(f"fp32_layers={self.fp32_layers} but the model has only {len(layers)} quantizable layers")
+            free = len(known - set(self.keep_fp32) - set(self.force_int8))
+            if self.fp32_layers > free:
+                raise ConfigError(f"fp32_layers={self.fp32_layers} but the model has only {len(layers)} quantizable "
+                                  f"layers, {free} of them not pinned by keep_fp32/force_int8")
         if self.max_accuracy_drop is not None:
             if validation is None:
                 raise ConfigError("max_accuracy_drop needs validation=(inputs, labels) to measure top-1 on")
@@ -68,7 +71,9 @@ def assign_precision(request: PrecisionRequest, layers: list[str], ranking, buil
     keep, force = set(request.keep_fp32), set(request.force_int8)
     if request.precision == "int8":
         return set(layers) - keep
-    order = [n for n in ranking.top(len(layers)) if n not in force]
+    # the k ranked picks come from the layers not already pinned, so fp32_layers=k keeps exactly
+    # k layers in fp32 besides keep_fp32 (a pinned layer ranked high would otherwise use up a pick)
+    order = [n for n in ranking.top(len(layers)) if n not in force and n not in keep]
 
     def int8_with(k: int) -> set[str]:
         return set(layers) - keep - set(order[:k])

@@ -20,9 +20,17 @@ def is_quantizable_layer(op: Op) -> bool:
     if op.name == "qv.gemm":
         if op.attrs.get("trans_a", 0):
             return False
-        if len(op.operands) == 3 and not op.operands[2].is_constant:
+        if len(op.operands) == 3 and not (op.operands[2].is_constant and _per_column(op.operands[2].type.shape,
+                                                                                     op.results[0].type.shape[1])):
             return False
     return True
+
+
+def _per_column(bias_shape: tuple[int, ...], columns: int) -> bool:
+    """Whether a Gemm bias C is one value per output column ([N], [1, N], [1], scalar): an int32
+    bias of qv.qgemm has exactly that form. ONNX also allows a C that varies by row ([M, N],
+    [M, 1]); such a gemm stays fp32 instead of failing when its bias is folded."""
+    return all(d == 1 for d in bias_shape[:-1]) and (not bias_shape or bias_shape[-1] in (1, columns))
 
 
 def layer_name(op: Op) -> str:

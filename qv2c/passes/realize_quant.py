@@ -172,15 +172,15 @@ class _Realizer:
             self.f32[id(old)] = r
 
     # -- integer rewrites -----------------------------------------------------
-    def fused_activation(self, op: Op) -> tuple[Value, str]:
-        """The value a layer's int8 result stands for, and the activation fused into it."""
+    def fused_activation(self, op: Op, allowed: tuple[str, ...] = ("relu", "relu6")) -> tuple[Value, str]:
+        """The value a layer's int8 result stands for, and the activation (one of `allowed`) fused into it."""
         r = op.result
         users = r.users
         if len(users) != 1 or r in self.src.outputs or len(r.uses) != 1:
             return r, "none"
         act = users[0]
         kind = _activation_kind(act)
-        if kind == "none":
+        if kind not in allowed:
             return r, "none"
         self.fused_away.add(id(act))
         return act.result, kind
@@ -244,7 +244,9 @@ class _Realizer:
         a, b = (self.q[id(v)] for v in op.operands)
         if a.type.shape != b.type.shape:
             return self.fp32_op(op)
-        out_old, act = self.fused_activation(op)
+        # qv.qadd's epilogue has no relu6 (quant_ops.py): a following clip(0, 6) is not fused and
+        # runs as its own qv.qclip on the sum
+        out_old, act = self.fused_activation(op, allowed=("relu",))
         t = TensorType(out_old.type.shape, self.scheme.activation_dtype, self.act_params(out_old))
         new = self.b.create("qv.qadd", [a, b], result_types=[t], meta=op.meta, result_names=[out_old.name], act=act).result
         self.set_int(out_old, new)

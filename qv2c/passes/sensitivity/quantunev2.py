@@ -54,7 +54,9 @@ def rank_quantunev2(ctx: SensitivityContext, variant: str = "global") -> Ranking
     out_stats = {n: ErrorStats() for n in names}
     in_stats = {n: ErrorStats() for n in names}
     for inputs, valid in ctx.data.batches(ctx.batch):
-        ref = {v.name: inputs[v.name][:valid] for v in ctx.module.inputs if v.name in wanted_f32}
+        # keyed by printed name like everything in `wanted_f32`: an input called "input:0"
+        # prints as "input_0", so its ONNX name would never be found
+        ref = {fp32_names[id(v)]: inputs[v.name][:valid] for v in ctx.module.inputs if fp32_names[id(v)] in wanted_f32}
 
         def keep_ref(v, a, valid=valid, ref=ref):
             if fp32_names[id(v)] in wanted_f32:

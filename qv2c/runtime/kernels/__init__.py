@@ -17,9 +17,20 @@ Conventions shared by every kernel (details in each module's docstring):
   correct on any x86-64 (and beyond) and fast with AVX2/FMA, AVX-512 or VNNI.
 
 Modules: conv_f32, conv_i8, depthwise, gemm (entry points); packing, layout (data
-preparation); microkernel, im2col, epilogue, tiling (building blocks).
+preparation); microkernel, indirect, epilogue, convplan, tiling (building blocks);
+cache_guard (keeps Numba's on-disk cache consistent across these modules).
+
+Threading: importing this package sets OMP_WAIT_POLICY=PASSIVE unless the environment
+already sets it (it only takes effect if no OpenMP parallel region has run yet).  With
+GNU OpenMP's default spin-waiting, a parallel region on a machine whose cores are busy
+with other processes took 8 ms (two scheduler ticks: the spinning master keeps its core
+while the worker waits for one) instead of ~11 us; see benchmarks/results/kernels.md.
 """
 
-from qv2c.runtime.kernels.cache_guard import invalidate_stale_caches
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from qv2c.runtime.kernels.cache_guard import invalidate_stale_caches  # noqa: E402 (after the env default)
 
 invalidate_stale_caches()

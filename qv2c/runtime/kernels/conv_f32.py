@@ -2,22 +2,25 @@
 
 Layout: activations are NHWC (`x[n, h, w, c]`, C-contiguous); the op semantics are
 ONNX Conv's (NCHW attributes, OIHW weights packed once by `packing.pack_conv_f32`).
-NHWC makes an im2col row a handful of contiguous channel runs, lets a stride-1 1x1
-conv use the input itself as the GEMM A matrix, and gives the epilogue contiguous
-channels to vectorise over.  `layout.nchw_to_nhwc` / `nhwc_to_nchw` convert at the
-model boundary.
+NHWC makes every kernel tap a contiguous run of input channels, so the micro-kernel can
+read a (zero-padded) input in place, and it gives the epilogue contiguous channels.
+`layout.nchw_to_nhwc` / `nhwc_to_nchw` convert at the model boundary.
 
-Loop nest (one `prange` over independent output tiles):
+Loop nest:
 
-    for task in prange(groups * pixel_tiles * panel_chunks):       # tiling.plan_tiles
-        A = im2col rows of the task's pixels (or the input itself for 1x1/s1/p0)
-        for panel in chunk:                                        # 16 output channels
-            for 6-row block of the tile:
-                acc[6x16] = A[rows, :K] @ W[panel]                  # microkernel.mk_f32
-                out[rows, panel] = epilogue(acc)                    # epilogue.store_f32*
+    xp = zero-padded copy of x (only if the conv pads)             # indirect.pad_nhwc
+    for task in prange(groups * pixel_tiles * panel_chunks):        # tiling.plan_tiles
+        pixoff = receptive-field offsets of the task's pixels       # indirect.pixel_offsets
+        for panel in chunk:                                         # 16 output channels
+            for 6-pixel block of the tile:
+                out[block, panel] = epilogue(sum_taps sum_ch xp[...] * W[panel])   # microkernel.mk_f32_act,
+                                                                                    # one call per panel
 
-The weight panel (K x 16 floats) is reused by every row block of the tile while it is
-in L1/L2; the A tile is reused by every panel.  Depthwise convs go to `depthwise.py`.
+The micro-kernel keeps a 6 x 16 accumulator tile in registers over all taps and channels
+and applies bias, residual and clamp before its single store.  The weight panel (K x 16
+floats) is reused by every block of the tile while it sits in L1/L2.  A partial last
+panel (OC not a multiple of 16) and quantized outputs go through a scratch tile and the
+NumPy-level epilogues of `epilogue.py`.  Depthwise convs use `depthwise.py`.
 
 Epilogue: y = clamp(acc + bias (+ residual), lo, hi); with a u8/i8 `out` the value is
 then quantized (QuantizeLinear arithmetic) for an fp32 -> int8 precision boundary.
@@ -25,14 +28,44 @@ then quantized (QuantizeLinear arithmetic) for an fp32 -> int8 precision boundar
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit, prange
 
+from qv2c.runtime.kernels.convplan import ConvPlan, make_plan, ntasks, task_bounds
 from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
-from qv2c.runtime.kernels.im2col import im2col_f32
-from qv2c.runtime.kernels.microkernel import MAX_ROWS, PANEL, mk_f32
+from qv2c.runtime.kernels.indirect import pad_nhwc, pixel_offsets, tap_offsets
+from qv2c.runtime.kernels.microkernel import PANEL, mk_f32_act, mk_f32_raw
 from qv2c.runtime.kernels.packing import PackedConv
-from qv2c.runtime.kernels.tiling import plan_tiles
+
+F32Epilogue = namedtuple("F32Epilogue", "lo32 hi32 has_res quant lo hi q_scale q_zp q_lo q_hi")
+
+
+@njit(cache=True)
+def _task(task, plan, ep, groups, xpf, tapoff, wf, bias, resf, outf):
+    """One task of `conv_f32_core`: all its panels over its pixel tile."""
+    g, p0, nrows, nblk, pan0, pan1 = task_bounds(task, plan)
+    pix = np.empty(nblk, np.int64)
+    pixel_offsets(p0, nrows, plan.oh, plan.ow, plan.sh, plan.sw, plan.hp, plan.wp, plan.cp, g * plan.icgp, pix)
+    oc = plan.oc
+    acc = np.empty(0, np.float32)
+    for pan in range(pan0, pan1):
+        c0 = g * plan.ocg + pan * PANEL
+        nc = min(PANEL, plan.ocg - pan * PANEL)
+        b_off = (g * plan.npan + pan) * plan.kpad * PANEL
+        if nc == PANEL and not ep.quant:
+            mk_f32_act(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off,
+                       outf, p0 * oc + c0, oc, bias, c0, resf, ep.has_res, ep.lo32, ep.hi32)
+            continue
+        if acc.size == 0:
+            acc = np.empty(nblk * PANEL, np.float32)
+        mk_f32_raw(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off, acc, 0, PANEL)
+        if ep.quant:
+            store_f32_quant(acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, resf, ep.has_res, ep.lo, ep.hi,
+                            ep.q_scale, ep.q_zp, ep.q_lo, ep.q_hi)
+        else:
+            store_f32(acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, resf, ep.has_res, ep.lo, ep.hi)
 
 
 @njit(parallel=True, cache=True)
@@ -47,45 +80,24 @@ def conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, 
     oh, ow, oc = out.shape[1], out.shape[2], out.shape[3]
     groups, npan, k = w.shape[0], w.shape[1], w.shape[2]
     icg = c // groups
-    ocg = oc // groups
-    npix = n * oh * ow
-    direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == h and ow == wd
-    xf = x.reshape(x.size)
+    plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, k, icg, c, icg))
+    if plan.hp == h and plan.wp == wd and pt == 0 and pl == 0:
+        xp = x
+    else:
+        xp = np.empty((n, plan.hp, plan.wp, c), np.float32)
+        pad_nhwc(x, pt, pl, xp, plan.parallel)
+    xpf = xp.reshape(xp.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)
     resf = res.reshape(res.size)
-    ptile, nptiles, nchunks = plan_tiles(npix, groups, npan, 4 * k)
-    per_chunk = -(-npan // nchunks)
-    for task_u in prange(groups * nptiles * nchunks):
-        task = np.int64(task_u)
-        g = task // (nptiles * nchunks)
-        t = (task // nchunks) % nptiles
-        pan0 = (task % nchunks) * per_chunk
-        pan1 = min(npan, pan0 + per_chunk)
-        p0 = t * ptile
-        nrows = min(ptile, npix - p0)
-        acc = np.empty(MAX_ROWS * PANEL, np.float32)
-        if direct:
-            a = xf
-            a_off = p0 * c + g * icg
-            lda = c
-        else:
-            a = np.empty(nrows * k, np.float32)
-            im2col_f32(xf, h, wd, c, g, icg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, p0, nrows, a, k)
-            a_off = 0
-            lda = k
-        for pan in range(pan0, pan1):
-            c0 = g * ocg + pan * PANEL
-            nc = min(PANEL, ocg - pan * PANEL)
-            b_off = (g * npan + pan) * k * PANEL
-            for r0 in range(0, nrows, MAX_ROWS):
-                rows = min(MAX_ROWS, nrows - r0)
-                mk_f32(rows, acc, 0, PANEL, a, a_off + r0 * lda, lda, wf, b_off, k)
-                if quant:
-                    store_f32_quant(acc, PANEL, rows, nc, outf, p0 + r0, oc, c0, bias, resf, has_res, lo, hi,
-                                    q_scale, q_zp, q_lo, q_hi)
-                else:
-                    store_f32(acc, PANEL, rows, nc, outf, p0 + r0, oc, c0, bias, resf, has_res, lo, hi)
+    tapoff = tap_offsets(kh, kw, dh, dw, plan.wp, c)
+    ep = F32Epilogue(np.float32(lo), np.float32(hi), has_res, quant, lo, hi, q_scale, q_zp, q_lo, q_hi)
+    if plan.parallel:
+        for task in prange(ntasks(plan, groups)):
+            _task(np.int64(task), plan, ep, groups, xpf, tapoff, wf, bias, resf, outf)
+    else:
+        for task in range(ntasks(plan, groups)):
+            _task(task, plan, ep, groups, xpf, tapoff, wf, bias, resf, outf)
 
 
 @njit(cache=True)

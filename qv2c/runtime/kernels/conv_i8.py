@@ -7,38 +7,89 @@ Arithmetic (the `qv.qconv` contract of `qv2c/ir/quant_ops.py`):
 
 How it is computed, and why it is exact:
 
-- The A tile (`im2col.im2col_s16`) holds `x - zx` as int16 (|v| <= 255), so zero padding
-  is the value 0 (= the input zero point) and no weight-sum correction is needed.
+- The input is first widened once to int16 `x - zx` with a zero border
+  (`indirect.pad_widen_s16`), so padding is exactly the input zero point and no weight-sum
+  correction term is needed; each group's channels are padded to an even count.
 - Weights are packed as int16 pairs (`packing.pack_conv_i8`); the micro-kernel
-  (`microkernel.mk_s16`) multiplies int16 x int16 into int32 and adds pairs, i.e. one
-  `vpmaddwd` per 16 multiply-accumulates on AVX2 (`vpdpwssd` with AVX-512 VNNI).  Each pair
+  (`microkernel.mk_s16_*`) multiplies int16 x int16 into int32 and adds pairs: one
+  `vpmaddwd` per 16 multiply-accumulates on AVX2 (`vpdpwssd` with AVX-512 VNNI).  A pair
   sum is at most 2 * 255 * 128 in magnitude, so nothing saturates, unlike the
   `vpmaddubsw` (u8 x s8 -> saturating s16) path that needs 7-bit weights to be safe.
 - Sums wrap modulo 2**32 only if the true sum leaves int32, which the reference
-  interpreter rejects at compile time (`QV2CError`), so results are bit-exact.
+  interpreter rejects (`QV2CError`), so results are bit-exact.
 
-Layout, loop nest and task split are those of `conv_f32.py` (NHWC in and out, a prange
-over (group, pixel tile, panel chunk), 6x16 register blocks, epilogue on the L1-hot block);
-the only extra pass is the widening im2col, which also serves 1x1 convs.
+Layout, loop nest and task split are those of `conv_f32.py`: NHWC in and out, a prange
+over (group, pixel tile, panel chunk), 6 x 16 register tiles read in place through tap
+offsets, epilogue fused into the micro-kernel's store.  A partial last panel goes through an int32 scratch tile and the
+NumPy-level epilogues of `epilogue.py`, which define the same arithmetic.
 
-Epilogues (`epilogue.py`): mode 0 `store_requant`, mode 1 `store_requant_add`,
-mode 2 `store_dequant`.
+Epilogue modes: 0 requantize (`store_requant`), 1 requantize + residual `qv.qadd`
+(`store_requant_add`), 2 dequantize to fp32 (`store_dequant`).
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit, prange
 
+from qv2c.runtime.kernels.convplan import ConvPlan, make_plan, ntasks, task_bounds
 from qv2c.runtime.kernels.epilogue import store_dequant, store_requant, store_requant_add
-from qv2c.runtime.kernels.im2col import im2col_s16
-from qv2c.runtime.kernels.microkernel import MAX_ROWS, PANEL, mk_s16
+from qv2c.runtime.kernels.indirect import pad_widen_s16, pixel_offsets, tap_offsets
+from qv2c.runtime.kernels.microkernel import (
+    PANEL,
+    mk_s16_dequant,
+    mk_s16_raw,
+    mk_s16_requant,
+    mk_s16_requant_add,
+)
 from qv2c.runtime.kernels.packing import PackedConv
-from qv2c.runtime.kernels.tiling import plan_tiles
 
 MODE_REQUANT = 0
 MODE_REQUANT_ADD = 1
 MODE_DEQUANT = 2
+
+
+
+I8Epilogue = namedtuple("I8Epilogue", "mode tlo thi zy lo hi z1 lo1 hi1 zr sr s1 sy has_res")
+
+
+@njit(cache=True)
+def _task(task, plan, ep, groups, xpf, tapoff, wf, bias, mult, fbias, resf, outf):
+    """One task of `conv_i8_core`: all its panels over its pixel tile."""
+    g, p0, nrows, nblk, pan0, pan1 = task_bounds(task, plan)
+    pix = np.empty(nblk, np.int64)
+    pixel_offsets(p0, nrows, plan.oh, plan.ow, plan.sh, plan.sw, plan.hp, plan.wp, plan.cp, g * plan.icgp, pix)
+    oc = plan.oc
+    acc = np.empty(0, np.int32)
+    for pan in range(pan0, pan1):
+        c0 = g * plan.ocg + pan * PANEL
+        nc = min(PANEL, plan.ocg - pan * PANEL)
+        b_off = (g * plan.npan + pan) * plan.kpad * PANEL
+        o_off = p0 * oc + c0
+        if nc == PANEL:
+            if ep.mode == MODE_REQUANT:
+                mk_s16_requant(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off,
+                               outf, o_off, oc, bias, mult, c0, ep.tlo, ep.thi, ep.zy)
+            elif ep.mode == MODE_REQUANT_ADD:
+                mk_s16_requant_add(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off,
+                                   outf, o_off, oc, bias, mult, c0, ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy,
+                                   ep.zy, ep.lo, ep.hi)
+            else:
+                mk_s16_dequant(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off,
+                               outf, o_off, oc, bias, mult, fbias, c0, resf, ep.has_res, ep.lo, ep.hi)
+            continue
+        if acc.size == 0:
+            acc = np.empty(nblk * PANEL, np.int32)
+        mk_s16_raw(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off, acc, 0, PANEL)
+        if ep.mode == MODE_REQUANT:
+            store_requant(acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, mult, ep.zy, ep.lo, ep.hi)
+        elif ep.mode == MODE_REQUANT_ADD:
+            store_requant_add(acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, mult, ep.z1, ep.lo1, ep.hi1,
+                              resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
+        else:
+            store_dequant(acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, mult, fbias, resf, ep.has_res, ep.lo, ep.hi)
 
 
 @njit(parallel=True, cache=True)
@@ -46,49 +97,34 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
                  mode, mult, fbias, res, has_res, zy, lo, hi, z1, lo1, hi1, zr, sr, s1, sy):
     """Driver shared by the int8 conv and GEMM entry points.
 
-    x: u8/i8 [N, H, W, C]; w: packed int16 [G, panels, K/2, 16, 2]; bias: int32[OC];
+    x: u8/i8 [N, H, W, C]; w: packed int16 [G, panels, Kp/2, 16, 2]; bias: int32[OC];
     out: [N, OH, OW, OC], u8/i8 (modes 0, 1) or f32 (mode 2); `mult` is M[oc] (modes 0, 1)
     or the dequantization scale S[oc] (mode 2); see `epilogue.py` for the other parameters.
     """
     n, h, wd, c = x.shape
     oh, ow, oc = out.shape[1], out.shape[2], out.shape[3]
     groups, npan, kp = w.shape[0], w.shape[1], w.shape[2]
-    kpad = 2 * kp
     icg = c // groups
-    ocg = oc // groups
-    npix = n * oh * ow
-    xf = x.reshape(x.size)
+    icp = icg + icg % 2
+    plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, 2 * kp, icp // 2,
+                               groups * icp, icp))
+    xp = np.empty((n, plan.hp, plan.wp, groups * icp), np.int16)
+    pad_widen_s16(x, zx, pt, pl, groups, xp, plan.parallel)
+    xpf = xp.reshape(xp.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)
     resf = res.reshape(res.size)
-    ptile, nptiles, nchunks = plan_tiles(npix, groups, npan, 2 * kpad)
-    per_chunk = -(-npan // nchunks)
-    for task_u in prange(groups * nptiles * nchunks):
-        task = np.int64(task_u)
-        g = task // (nptiles * nchunks)
-        t = (task // nchunks) % nptiles
-        pan0 = (task % nchunks) * per_chunk
-        pan1 = min(npan, pan0 + per_chunk)
-        p0 = t * ptile
-        nrows = min(ptile, npix - p0)
-        acc = np.empty(MAX_ROWS * PANEL, np.int32)
-        a = np.empty(nrows * kpad, np.int16)
-        im2col_s16(xf, zx, h, wd, c, g, icg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, p0, nrows, a, kpad)
-        for pan in range(pan0, pan1):
-            c0 = g * ocg + pan * PANEL
-            nc = min(PANEL, ocg - pan * PANEL)
-            b_off = (g * npan + pan) * kpad * PANEL
-            for r0 in range(0, nrows, MAX_ROWS):
-                rows = min(MAX_ROWS, nrows - r0)
-                mk_s16(rows, acc, 0, PANEL, a, r0 * kpad, kpad, wf, b_off, kp)
-                if mode == MODE_REQUANT:
-                    store_requant(acc, PANEL, rows, nc, outf, p0 + r0, oc, c0, bias, mult, zy, lo, hi)
-                elif mode == MODE_REQUANT_ADD:
-                    store_requant_add(acc, PANEL, rows, nc, outf, p0 + r0, oc, c0, bias, mult, z1, lo1, hi1,
-                                      resf, zr, sr, s1, sy, zy, lo, hi)
-                else:
-                    store_dequant(acc, PANEL, rows, nc, outf, p0 + r0, oc, c0, bias, mult, fbias, resf,
-                                  has_res, lo, hi)
+    tapoff = tap_offsets(kh, kw, dh, dw, plan.wp, groups * icp)
+    # float32 constants of the epilogues (see epilogue.py); integer bounds are exact in float32
+    tlo = np.float32(lo1 - z1) if mode == MODE_REQUANT_ADD else np.float32(lo - zy)
+    thi = np.float32(hi1 - z1) if mode == MODE_REQUANT_ADD else np.float32(hi - zy)
+    ep = I8Epilogue(mode, tlo, thi, zy, lo, hi, z1, lo1, hi1, zr, sr, s1, sy, has_res)
+    if plan.parallel:
+        for task in prange(ntasks(plan, groups)):
+            _task(np.int64(task), plan, ep, groups, xpf, tapoff, wf, bias, mult, fbias, resf, outf)
+    else:
+        for task in range(ntasks(plan, groups)):
+            _task(task, plan, ep, groups, xpf, tapoff, wf, bias, mult, fbias, resf, outf)
 
 
 @njit(cache=True)

@@ -1,35 +1,42 @@
 """Depthwise convolution (groups == channels), fp32 and int8, NHWC, with fused epilogues.
 
 A depthwise conv has no reduction over channels, so the GEMM micro-kernel does not
-apply; instead every channel is an independent lane.  With NHWC activations and weights
-packed as [KH, KW, C] (`packing.pack_depthwise_*`), the innermost loop runs over the
-contiguous channels of one input pixel, one weight row and one accumulator row, and LLVM
-turns it into 8-lane FMAs (fp32) or 8-lane int32 multiply-adds (int8).
+apply; every channel is an independent vector lane instead.  With NHWC activations and
+weights packed as [KH, KW, C] (`packing.pack_depthwise_*`), one input pixel, one weight
+tap and one output pixel are each a contiguous run of channels.
 
-Loop nest (parallel over independent output rows):
+Loop nest (parallel over output rows):
 
     for (n, oh) in prange(N * OH):
-        acc[OW, C] = 0
-        for ow, kh, kw with the input tap inside the image:   # padding taps are skipped:
-            acc[ow, :] += x[n, ih, iw, :] * w[kh, kw, :]      # they add 0 (fp32) or (zx - zx) * w = 0 (int8)
-        out[n, oh, :, :] = epilogue(acc)                       # whole row at once, from L1
+        if every tap of this output row is inside the image:
+            for each 16-channel block (then one 8-channel block):      # microkernel.dw_*
+                for 4 output pixels of the interior columns at a time:
+                    acc[4 px, 16 ch] = sum_taps x[...] * w[tap]          # in registers
+                    out = epilogue(acc)                                  # fused, as for convs
+        border pixels, border rows and channels left over (C % 8) go through a
+        per-pixel NumPy-level path (`_pixel_f32` / `_pixel_i8` + `epilogue.py`)
 
-The accumulator row (OW * C values, e.g. 56 * 144 * 4 B = 32 KB) and the KH input rows it
-reads stay in L1/L2; the kernel is bound by L1 load/store bandwidth (one load of acc, x
-and w and one store per vector FMA), which for depthwise layers is on par with the memory
-traffic anyway.
+The register kernel loads each weight vector once per 4 pixels and keeps the 4 x 16
+accumulators in registers over all taps, so each output is stored once; the border path
+skips taps outside the image (they would add 0 for fp32 and (zx - zx) * w = 0 for int8).
 
-int8: acc = sum (x - zx) * w + bias, computed as int16 (x - zx) times int16-range weights
-into int32, exact; epilogues as in `conv_i8.py` (requantize, requantize + residual qadd, or
-dequantize to fp32).
+int8: acc = sum (x - zx) * w + bias, exact in int32.  The register kernel multiplies raw
+u8/i8 x by int16 weights in int32 lanes (no per-tap zero-point subtraction) and gets
+bias - zx * sum_t w[t] as its bias, which is the same integer because every tap of an
+interior pixel is inside the image; the border path subtracts zx per tap and skips
+outside taps.  Then requantize / requantize + residual `qv.qadd` / dequantize exactly as
+`conv_i8.py`.
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit, prange
 
-from qv2c.runtime.kernels.conv_i8 import MODE_DEQUANT, MODE_REQUANT, MODE_REQUANT_ADD
+from qv2c.runtime.kernels.conv_f32 import F32Epilogue
+from qv2c.runtime.kernels.conv_i8 import MODE_DEQUANT, MODE_REQUANT, MODE_REQUANT_ADD, I8Epilogue
 from qv2c.runtime.kernels.epilogue import (
     store_dequant,
     store_f32,
@@ -37,6 +44,18 @@ from qv2c.runtime.kernels.epilogue import (
     store_requant,
     store_requant_add,
 )
+from qv2c.runtime.kernels.indirect import tap_offsets
+from qv2c.runtime.kernels.microkernel import (
+    dw_f32_act_8,
+    dw_f32_act_16,
+    dw_i8_dequant_8,
+    dw_i8_dequant_16,
+    dw_i8_requant_8,
+    dw_i8_requant_16,
+    dw_i8_requant_add_8,
+    dw_i8_requant_add_16,
+)
+from qv2c.runtime.kernels.tiling import run_parallel
 
 
 @njit(cache=True)
@@ -52,51 +71,124 @@ def _tap_range(o, stride, pad, dil, k, size):
     return k0, k1
 
 
+@njit(cache=True)
+def _interior_columns(ow, sw, pl, kw, dw, w):
+    """[xa, xb): output columns whose taps all lie inside the input row."""
+    xa = 0
+    while xa < ow and xa * sw - pl < 0:
+        xa += 1
+    xb = ow
+    while xb > xa and (xb - 1) * sw - pl + (kw - 1) * dw > w - 1:
+        xb -= 1
+    return xa, xb
+
+
 @njit(cache=True, fastmath={"contract"})
 def _fma_row(acc, x, w):
-    """acc += x * w over one pixel's channels (views indexed by the loop counter: vectorises to FMAs)."""
+    """acc += x * w over a run of channels (1-D views indexed by the loop counter: vectorises)."""
     for ch in range(acc.size):
         acc[ch] += x[ch] * w[ch]
 
 
 @njit(cache=True)
 def _mac_row_i8(acc, x, z, w):
-    """acc += (x - z) * w in int32 over one pixel's channels."""
+    """acc += (x - z) * w in int32 over a run of channels."""
     for ch in range(acc.size):
-        acc[ch] += (np.int32(x[ch]) - z) * w[ch]
+        acc[ch] += (np.int32(x[ch]) - z) * np.int32(w[ch])
+
+
+@njit(cache=True)
+def _pixel_f32(xf, wf, acc, b, y, xo, h, wd, c, kh, kw, sh, sw, pt, pl, dh, dw, ca, cb):
+    """acc[ca:cb] = depthwise sum of output pixel (b, y, xo) over in-image taps, channels [ca, cb)."""
+    a = acc[ca:cb]
+    a[:] = 0
+    ky0, ky1 = _tap_range(y, sh, pt, dh, kh, h)
+    kx0, kx1 = _tap_range(xo, sw, pl, dw, kw, wd)
+    for ky in range(ky0, ky1):
+        ih = y * sh - pt + ky * dh
+        for kx in range(kx0, kx1):
+            src = ((b * h + ih) * wd + xo * sw - pl + kx * dw) * c
+            wo = (ky * kw + kx) * c
+            _fma_row(a, xf[src + ca:src + cb], wf[wo + ca:wo + cb])
+
+
+@njit(cache=True)
+def _pixel_i8(xf, z, wf, acc, b, y, xo, h, wd, c, kh, kw, sh, sw, pt, pl, dh, dw, ca, cb):
+    """int8 twin of `_pixel_f32`: acc[ca:cb] = sum (x - z) * w over in-image taps."""
+    a = acc[ca:cb]
+    a[:] = 0
+    ky0, ky1 = _tap_range(y, sh, pt, dh, kh, h)
+    kx0, kx1 = _tap_range(xo, sw, pl, dw, kw, wd)
+    for ky in range(ky0, ky1):
+        ih = y * sh - pt + ky * dh
+        for kx in range(kx0, kx1):
+            src = ((b * h + ih) * wd + xo * sw - pl + kx * dw) * c
+            wo = (ky * kw + kx) * c
+            _mac_row_i8(a, xf[src + ca:src + cb], z, wf[wo + ca:wo + cb])
+
+
+DwPlan = namedtuple("DwPlan", "h wd c oh ow kh kw sh sw pt pl dh dw xa xb c16 c8")
+
+
+@njit(cache=True)
+def _dw_plan(x, out, kh, kw, sh, sw, pt, pl, dh, dw):
+    """Fields of the `DwPlan` (a tuple; see `convplan.make_plan` for why callers build the namedtuple)."""
+    h, wd, c = x.shape[1], x.shape[2], x.shape[3]
+    oh, ow = out.shape[1], out.shape[2]
+    xa, xb = _interior_columns(ow, sw, pl, kw, dw, wd)
+    c16 = c // 16 * 16
+    return (h, wd, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, xa, xb, c16, c16 + 8 if c - c16 >= 8 else c16)
+
+
+@njit(cache=True)
+def _row_f32(row, q, ep, xf, tapoff, wf, bias, resf, outf):
+    """Output row `row` (flat over N, OH) of `depthwise_f32_core`."""
+    b = row // q.oh
+    y = row - b * q.oh
+    c = q.c
+    iy0 = y * q.sh - q.pt
+    fast = iy0 >= 0 and iy0 + (q.kh - 1) * q.dh <= q.h - 1 and q.xb > q.xa and not ep.quant
+    if fast:
+        x0 = ((b * q.h + iy0) * q.wd + q.xa * q.sw - q.pl) * c
+        o0 = (row * q.ow + q.xa) * c
+        for c0 in range(0, q.c16, 16):
+            dw_f32_act_16(q.xb - q.xa, xf, x0 + c0, q.sw * c, tapoff, q.kh * q.kw, wf, c0, c,
+                          outf, o0 + c0, c, bias, c0, resf, ep.has_res, ep.lo32, ep.hi32)
+        if q.c8 > q.c16:
+            dw_f32_act_8(q.xb - q.xa, xf, x0 + q.c16, q.sw * c, tapoff, q.kh * q.kw, wf, q.c16, c,
+                         outf, o0 + q.c16, c, bias, q.c16, resf, ep.has_res, ep.lo32, ep.hi32)
+    acc = np.empty(c, np.float32)
+    for xo in range(q.ow):
+        ca = q.c8 if fast and q.xa <= xo < q.xb else 0
+        if ca == c:
+            continue
+        _pixel_f32(xf, wf, acc, b, y, xo, q.h, q.wd, c, q.kh, q.kw, q.sh, q.sw, q.pt, q.pl, q.dh, q.dw, ca, c)
+        if ep.quant:
+            store_f32_quant(acc[ca:], c, 1, c - ca, outf, row * q.ow + xo, c, ca, bias, resf, ep.has_res, ep.lo,
+                            ep.hi, ep.q_scale, ep.q_zp, ep.q_lo, ep.q_hi)
+        else:
+            store_f32(acc[ca:], c, 1, c - ca, outf, row * q.ow + xo, c, ca, bias, resf, ep.has_res, ep.lo, ep.hi)
 
 
 @njit(parallel=True, cache=True)
 def depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res,
                        quant, q_scale, q_zp, q_lo, q_hi):
     """x f32[N,H,W,C]; w f32[KH,KW,C]; out f32 (or u8/i8 with `quant`) [N,OH,OW,C]."""
-    n, h, wd, c = x.shape
-    oh, ow = out.shape[1], out.shape[2]
     kh, kw = w.shape[0], w.shape[1]
+    q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, pt, pl, dh, dw))
     xf = x.reshape(x.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)
     resf = res.reshape(res.size)
-    for row_u in prange(n * oh):
-        row = np.int64(row_u)
-        b = row // oh
-        y = row - b * oh
-        acc = np.zeros(ow * c, np.float32)
-        ky0, ky1 = _tap_range(y, sh, pt, dh, kh, h)
-        for xo in range(ow):
-            kx0, kx1 = _tap_range(xo, sw, pl, dw, kw, wd)
-            a0 = xo * c
-            for ky in range(ky0, ky1):
-                ih = y * sh - pt + ky * dh
-                for kx in range(kx0, kx1):
-                    iw = xo * sw - pl + kx * dw
-                    src = ((b * h + ih) * wd + iw) * c
-                    wo = (ky * kw + kx) * c
-                    _fma_row(acc[a0:a0 + c], xf[src:src + c], wf[wo:wo + c])
-        if quant:
-            store_f32_quant(acc, c, ow, c, outf, row * ow, c, 0, bias, resf, has_res, lo, hi, q_scale, q_zp, q_lo, q_hi)
-        else:
-            store_f32(acc, c, ow, c, outf, row * ow, c, 0, bias, resf, has_res, lo, hi)
+    tapoff = tap_offsets(kh, kw, dh, dw, q.wd, q.c)
+    ep = F32Epilogue(np.float32(lo), np.float32(hi), has_res, quant, lo, hi, q_scale, q_zp, q_lo, q_hi)
+    rows = x.shape[0] * q.oh
+    if run_parallel(2 * out.size * kh * kw):
+        for row in prange(rows):
+            _row_f32(np.int64(row), q, ep, xf, tapoff, wf, bias, resf, outf)
+    else:
+        for row in range(rows):
+            _row_f32(row, q, ep, xf, tapoff, wf, bias, resf, outf)
 
 
 @njit(cache=True)
@@ -114,41 +206,85 @@ def depthwise_f32_quant(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, ha
     depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res, True, q_scale, q_zp, q_lo, q_hi)
 
 
+@njit(cache=True)
+def _row_i8(row, q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, resf, outf):
+    """Output row `row` (flat over N, OH) of `depthwise_i8_core`."""
+    b = row // q.oh
+    y = row - b * q.oh
+    c = q.c
+    iy0 = y * q.sh - q.pt
+    fast = iy0 >= 0 and iy0 + (q.kh - 1) * q.dh <= q.h - 1 and q.xb > q.xa
+    if fast:
+        x0 = ((b * q.h + iy0) * q.wd + q.xa * q.sw - q.pl) * c
+        o0 = (row * q.ow + q.xa) * c
+        npx = q.xb - q.xa
+        ntaps = q.kh * q.kw
+        xstep = q.sw * c
+        for c0 in range(0, q.c8, 16):
+            if c0 + 16 > q.c8:  # the 8-channel block
+                if ep.mode == MODE_REQUANT:
+                    dw_i8_requant_8(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
+                                    outf, o0 + c0, c, interior_bias, mult, c0, ep.tlo, ep.thi, ep.zy)
+                elif ep.mode == MODE_REQUANT_ADD:
+                    dw_i8_requant_add_8(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
+                                        outf, o0 + c0, c, interior_bias, mult, c0, ep.tlo, ep.thi, resf,
+                                        ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
+                else:
+                    dw_i8_dequant_8(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
+                                    outf, o0 + c0, c, interior_bias, mult, fbias, c0, resf, ep.has_res, ep.lo, ep.hi)
+            elif ep.mode == MODE_REQUANT:
+                dw_i8_requant_16(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
+                                 outf, o0 + c0, c, interior_bias, mult, c0, ep.tlo, ep.thi, ep.zy)
+            elif ep.mode == MODE_REQUANT_ADD:
+                dw_i8_requant_add_16(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
+                                     outf, o0 + c0, c, interior_bias, mult, c0, ep.tlo, ep.thi, resf,
+                                     ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
+            else:
+                dw_i8_dequant_16(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
+                                 outf, o0 + c0, c, interior_bias, mult, fbias, c0, resf, ep.has_res, ep.lo, ep.hi)
+    acc = np.empty(c, np.int32)
+    z = np.int32(zx)
+    for xo in range(q.ow):
+        ca = q.c8 if fast and q.xa <= xo < q.xb else 0
+        if ca == c:
+            continue
+        _pixel_i8(xf, z, wf, acc, b, y, xo, q.h, q.wd, c, q.kh, q.kw, q.sh, q.sw, q.pt, q.pl, q.dh, q.dw, ca, c)
+        p = row * q.ow + xo
+        if ep.mode == MODE_REQUANT:
+            store_requant(acc[ca:], c, 1, c - ca, outf, p, c, ca, bias, mult, ep.zy, ep.lo, ep.hi)
+        elif ep.mode == MODE_REQUANT_ADD:
+            store_requant_add(acc[ca:], c, 1, c - ca, outf, p, c, ca, bias, mult, ep.z1, ep.lo1, ep.hi1,
+                              resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
+        else:
+            store_dequant(acc[ca:], c, 1, c - ca, outf, p, c, ca, bias, mult, fbias, resf, ep.has_res, ep.lo, ep.hi)
+
+
 @njit(parallel=True, cache=True)
 def depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
                       mode, mult, fbias, res, has_res, zy, lo, hi, z1, lo1, hi1, zr, sr, s1, sy):
-    """x u8/i8 [N,H,W,C]; w int32[KH,KW,C]; bias int32[C]; epilogue `mode` as in `conv_i8.conv_i8_core`."""
-    n, h, wd, c = x.shape
-    oh, ow = out.shape[1], out.shape[2]
+    """x u8/i8 [N,H,W,C]; w int16[KH,KW,C]; bias int32[C]; epilogue `mode` as in `conv_i8.conv_i8_core`."""
     kh, kw = w.shape[0], w.shape[1]
+    q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, pt, pl, dh, dw))
     xf = x.reshape(x.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)
     resf = res.reshape(res.size)
-    z = np.int32(zx)
-    for row_u in prange(n * oh):
-        row = np.int64(row_u)
-        b = row // oh
-        y = row - b * oh
-        acc = np.zeros(ow * c, np.int32)
-        ky0, ky1 = _tap_range(y, sh, pt, dh, kh, h)
-        for xo in range(ow):
-            kx0, kx1 = _tap_range(xo, sw, pl, dw, kw, wd)
-            a0 = xo * c
-            for ky in range(ky0, ky1):
-                ih = y * sh - pt + ky * dh
-                for kx in range(kx0, kx1):
-                    iw = xo * sw - pl + kx * dw
-                    src = ((b * h + ih) * wd + iw) * c
-                    wo = (ky * kw + kx) * c
-                    _mac_row_i8(acc[a0:a0 + c], xf[src:src + c], z, wf[wo:wo + c])
-        if mode == MODE_REQUANT:
-            store_requant(acc, c, ow, c, outf, row * ow, c, 0, bias, mult, zy, lo, hi)
-        elif mode == MODE_REQUANT_ADD:
-            store_requant_add(acc, c, ow, c, outf, row * ow, c, 0, bias, mult, z1, lo1, hi1, resf, zr, sr, s1, sy,
-                              zy, lo, hi)
-        else:
-            store_dequant(acc, c, ow, c, outf, row * ow, c, 0, bias, mult, fbias, resf, has_res, lo, hi)
+    tapoff = tap_offsets(kh, kw, dh, dw, q.wd, q.c)
+    # interior pixels sum raw x * w; sum (x - zx) * w = that - zx * sum_t w[t], folded into the bias
+    interior_bias = bias.copy()
+    for t in range(kh * kw):
+        for ch in range(q.c):
+            interior_bias[ch] -= zx * wf[t * q.c + ch]
+    tlo = np.float32(lo1 - z1) if mode == MODE_REQUANT_ADD else np.float32(lo - zy)
+    thi = np.float32(hi1 - z1) if mode == MODE_REQUANT_ADD else np.float32(hi - zy)
+    ep = I8Epilogue(mode, tlo, thi, zy, lo, hi, z1, lo1, hi1, zr, sr, s1, sy, has_res)
+    rows = x.shape[0] * q.oh
+    if run_parallel(2 * out.size * kh * kw):
+        for row in prange(rows):
+            _row_i8(np.int64(row), q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, resf, outf)
+    else:
+        for row in range(rows):
+            _row_i8(row, q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, resf, outf)
 
 
 @njit(cache=True)

@@ -1,241 +1,567 @@
-"""Register-blocked GEMM micro-kernels, written as LLVM vector IR through `numba.extending.intrinsic`.
+"""Register-blocked convolution/GEMM micro-kernels, written as LLVM vector IR via `numba.extending.intrinsic`.
 
 Why IR and not a plain Numba loop: LLVM only vectorises a Numba loop along its innermost
-index.  For a dot product over K ("reduction form") that gives good loops, but every
+index.  For a dot product over K ("reduction form") that gives decent loops, but every
 output then needs its own horizontal sum, which dominates when K is small (27 for a
-first conv, 64 for a SqueezeNet squeeze).  The fast form for CPUs is the outer-product
-("broadcast") micro-kernel of BLIS/oneDNN: accumulators for R output pixels x 16 output
-channels stay in vector registers for the whole K loop, each step broadcasts one
-activation per pixel and loads 16 weights once.  Numba cannot express a register-resident
-accumulator tile (local arrays live in memory and alias every other array), so the
-kernel is emitted as IR: the accumulators are `<8 x float>` / `<8 x i32>` SSA values.
+first conv, 64 for a SqueezeNet squeeze).  The fast form is the outer-product micro-kernel
+of BLIS/oneDNN: accumulators for R output pixels x 16 output channels stay in vector
+registers for the whole reduction; each step broadcasts one activation per pixel and
+loads 16 weights once.  Numba cannot keep an accumulator tile in registers (a local
+array lives in memory and may alias every other array), so the kernel is emitted as IR
+where the accumulators are `<8 x float>` / `<8 x i32>` SSA values.
 
-Only target-independent IR is used (`fmul`/`fadd` fused by `llvm.fmuladd`, `sext`, `mul`,
-`shufflevector`, `add`), so LLVM picks the instructions for the CPU the JIT runs on:
+Only target-independent IR is used, so LLVM picks instructions for the CPU it runs on:
 
-- fp32: `vbroadcastss` + `vfmadd231ps` (AVX2+FMA); `mulps`+`addps` on SSE2-only CPUs.
-- int16 pairs: `mul(sext a, sext b)` followed by "even lanes + odd lanes" is exactly the
-  semantics of `pmaddwd`, and LLVM's x86 backend matches it to a single `vpmaddwd`
-  (AVX2), `pmaddwd` (SSE2) or `vpdpwssd` (AVX-512 VNNI, which also folds the add).
-  Products of two int16 values summed in pairs into int32 never saturate, so this is
-  exact for any u8/i8 activation minus zero point (|v| <= 255) times an int8 weight,
-  unlike `vpmaddubsw`, whose int16 pair sum saturates.
+- fp32: `llvm.fmuladd` -> `vbroadcastss` + `vfmadd231ps` with AVX2+FMA, mul+add without FMA.
+- int8: activations arrive as int16 (x - zx) and weights as int16; `mul(sext a, sext b)`
+  followed by "even lanes + odd lanes" is exactly `pmaddwd`, and the x86 backend emits
+  one `vpmaddwd` (AVX2), `pmaddwd` (SSE2) or `vpdpwssd` (AVX-512 VNNI, fusing the add) per
+  16 multiply-accumulates.  int16 x int16 pair sums cannot saturate (|x - zx| <= 255,
+  |w| <= 128), unlike the `vpmaddubsw` u8 x s8 path.
 
-Operands (all C-contiguous arrays of any rank, addressed by flat element offsets):
+Addressing ("indirect convolution"): the reduction runs over `ntaps` kernel taps and
+`kc` channels (fp32) or channel pairs (int16) per tap:
 
-    f32:  C[c_off + r*ldc + j]  = sum_k A[a_off + r*lda + k] * B[b_off + k*16 + j]
-    s16:  C[c_off + r*ldc + j]  = sum_q sum_{e=0,1} A[a_off + r*lda + 2q + e] * B[b_off + q*32 + 2j + e]
+    A(r, t, k) = a[rowoff[ro + r] + tapoff[t] + k]          (fp32; int16 pairs at + 2k)
+    B(t, k, j) = b[b_off + (t * kc + k) * 16 + j]           (int16: [.., 16, 2] pairs)
+    acc[r, j]  = sum_t sum_k A(r, t, k) * B(t, k, j)        r < R rows, j < 16 channels
 
-for r < R (1..6 pixels) and j < 16 output channels; C is overwritten.  A holds one row
-of K activations per output pixel (an im2col row, or an NHWC pixel for 1x1 convs); B is
-a weight panel packed by `packing.py` as [K][16] (fp32) or [K/2][16][2] (int16 pairs,
-"K-major with pairs interleaved"), so one 32-byte load feeds one FMA / `vpmaddwd`.
+`rowoff` holds the start of each output pixel's receptive field in an NHWC (zero-padded)
+input, `tapoff` the offset of each (kh, kw) tap, so a 3x3 conv reads its input in place
+with no im2col copy; an im2col tile or a 1x1 conv is the case ntaps = 1, tapoff = [0].
 
-Per K step the 6x16 fp32 kernel issues 6 broadcasts, 2 weight loads and 12 FMAs on 12
-accumulator registers (+2 weight, +1 broadcast register = 15 of the 16 ymm registers).
-With fewer rows, fp32 accumulators are split over K ("ksplit" partial sums added at the
-end) so at least 8 independent FMA chains hide the 4-cycle FMA latency; integer adds
-have 1-cycle latency and need no split.
+Fused epilogues (all channel-vector operations on the register tile, stored with row
+stride `ldo`; rows r >= nvalid are computed but not stored):
 
-Caching caveat: Numba's on-disk cache (`cache=True`) of a kernel that calls these
-intrinsics is keyed on the kernel's own source file only.  After editing this file,
-delete the `__pycache__/*.nbi|*.nbc` files of the kernel modules (or touch them).
+    raw          C[r, j] = acc                                   (fp32 or int32 scratch)
+    f32          out = clamp(acc + bias (+ res), lo, hi)          fp32
+    requant      out = rint(clamp(f32(acc + b) * M, tlo, thi)) + zy            u8/i8
+    requant_add  q1 = rint(clamp(f32(acc + b) * M, tlo1, thi1));
+                 out = clamp(rint((q1 * s1 + (f32(res) - zr) * sr) / sy) + zy, qlo, qhi)
+    dequant      out = clamp(f32(acc + b) * S + fb (+ res), lo, hi)           fp32
+
+They are bit-identical to the NumPy-level definitions in `epilogue.py` (same float32
+operations in the same order, no contraction; `llvm.rint` is round-half-even).
+
+Register budget for R = 6 (fp32): 12 accumulators + 2 weight vectors + 1 broadcast = 15
+of the 16 ymm registers; per step 6 broadcasts, 2 weight loads, 12 FMAs.  With R <= 3
+each fp32 accumulator is split over k ("ksplit") so that >= 8 FMA chains hide the FMA
+latency; integer adds have 1-cycle latency and need no split.
 """
 
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 #: output channels per weight panel (two 8-lane vectors)
 PANEL = 16
-#: pixel rows per micro-kernel call
+#: pixel rows of the largest micro-kernel
 MAX_ROWS = 6
 
+_I1 = ir.IntType(1)
+_I8 = ir.IntType(8)
+_I16 = ir.IntType(16)
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
+_F32 = ir.FloatType()
+_VF = ir.VectorType(_F32, 8)
+_VI = ir.VectorType(_I32, 8)
 
 
-def _ksplit_f32(rows: int) -> int:
-    """Partial-sum sets per accumulator so that rows * 2 * ksplit >= 8 FMA chains are in flight."""
-    return {1: 4, 2: 2, 3: 2}.get(rows, 1)
+def _c64(v: int):
+    return ir.Constant(_I64, v)
 
 
-def _data_ptr(context, builder, arrty, arr, offset):
-    """Pointer to element `offset` of array value `arr` (any rank, contiguous)."""
-    return builder.gep(context.make_array(arrty)(context, builder, arr).data, [offset])
+def _ksplit(kind: str, rows: int) -> int:
+    return {1: 4, 2: 2, 3: 2}.get(rows, 1) if kind == "f32" else 1
 
 
+# -- argument handling ---------------------------------------------------------------
+#: argument kinds of the accumulation part, shared by every kernel
+_ACC_ARGS = (("nrows", "int"), ("a", "arr"), ("rowoff", "arr"), ("ro", "int"), ("tapoff", "arr"), ("ntaps", "int"),
+             ("kc", "int"), ("b", "arr"), ("b_off", "int"))
+
+_EPILOGUE_ARGS = {
+    "raw": (("c", "arr"), ("c_off", "int"), ("ldc", "int")),
+    "f32": (("out", "arr"), ("o_off", "int"), ("ldo", "int"), ("bias", "arr"), ("ch_off", "int"),
+            ("res", "arr"), ("has_res", "bool"), ("lo", "f32"), ("hi", "f32")),
+    "requant": (("out", "arr"), ("o_off", "int"), ("ldo", "int"), ("bias", "arr"), ("mult", "arr"),
+                ("ch_off", "int"), ("tlo", "f32"), ("thi", "f32"), ("zy", "f32")),
+    "requant_add": (("out", "arr"), ("o_off", "int"), ("ldo", "int"), ("bias", "arr"), ("mult", "arr"),
+                    ("ch_off", "int"), ("tlo", "f32"), ("thi", "f32"), ("res", "arr"), ("zr", "f32"),
+                    ("sr", "f32"), ("s1", "f32"), ("sy", "f32"), ("zy", "f32"), ("qlo", "f32"), ("qhi", "f32")),
+    "dequant": (("out", "arr"), ("o_off", "int"), ("ldo", "int"), ("bias", "arr"), ("scale", "arr"),
+                ("fbias", "arr"), ("ch_off", "int"), ("res", "arr"), ("has_res", "bool"), ("lo", "f32"),
+                ("hi", "f32")),
+}
+
+_KIND_OK = {
+    "arr": lambda t: isinstance(t, types.Array) and t.layout == "C",
+    "int": lambda t: isinstance(t, types.Integer),
+    "f32": lambda t: isinstance(t, (types.Float, types.Integer)),
+    "bool": lambda t: isinstance(t, (types.Boolean, types.Integer)),
+}
+_KIND_TYPE = {"int": types.intp, "f32": types.float32, "bool": types.boolean}
+
+#: element types of the per-channel epilogue arrays (the IR loads them as 8-lane vectors)
+_CHANNEL_DTYPES = {"f32": {"bias": types.float32},
+                   "requant": {"bias": types.int32, "mult": types.float32},
+                   "requant_add": {"bias": types.int32, "mult": types.float32},
+                   "dequant": {"bias": types.int32, "scale": types.float32, "fbias": types.float32},
+                   "raw": {}}
+
+
+def _channel_dtypes_ok(epilogue, named) -> bool:
+    return all(named[n].dtype == d for n, d in _CHANNEL_DTYPES[epilogue].items())
+
+
+class _Args:
+    """Named access to the lowered intrinsic arguments: arrays as element pointers, scalars cast."""
+
+    def __init__(self, context, builder, sig, args, spec):
+        self._vals = {}
+        for (name, kind), ty, val in zip(spec, sig.args, args):
+            if kind == "arr":
+                ary = context.make_array(ty)(context, builder, val)
+                self._vals[name] = ary.data
+                self._vals[name + ".dtype"] = ty.dtype
+            else:
+                self._vals[name] = context.cast(builder, val, ty, _KIND_TYPE[kind])
+
+    def __getitem__(self, name):
+        return self._vals[name]
+
+    def with_values(self, **values):
+        """A copy with some values replaced (the per-block row start, output offset, valid rows)."""
+        other = _Args.__new__(_Args)
+        other._vals = {**self._vals, **values}
+        return other
+
+
+# -- IR helpers --------------------------------------------------------------------
 def _splat(builder, vecty, scalar):
-    """<n x T> with every lane equal to `scalar`."""
     n = vecty.count
     v = builder.insert_element(ir.Constant(vecty, ir.Undefined), scalar, ir.Constant(_I32, 0))
     return builder.shuffle_vector(v, ir.Constant(vecty, ir.Undefined), ir.Constant(ir.VectorType(_I32, n), [0] * n))
 
 
-def _vector_at(builder, base, offset_elems, vecty, align):
-    """Load a vector starting `offset_elems` scalars after pointer `base` (unaligned access)."""
-    p = builder.gep(base, [ir.Constant(_I64, offset_elems)]) if isinstance(offset_elems, int) else \
-        builder.gep(base, [offset_elems])
-    return builder.load(builder.bitcast(p, vecty.as_pointer()), align=align)
+def _vload(builder, ptr, vecty, align):
+    return builder.load(builder.bitcast(ptr, vecty.as_pointer()), align=align)
 
 
-def _args_as_intp(context, builder, sig, args, positions):
-    return [context.cast(builder, args[i], sig.args[i], types.intp) for i in positions]
+def _vstore(builder, value, ptr, align):
+    builder.store(value, builder.bitcast(ptr, value.type.as_pointer()), align=align)
 
 
-def _check_types(arrays, dtypes, ints):
-    ok = all(isinstance(a, types.Array) and a.dtype == d for a, d in zip(arrays, dtypes))
-    return ok and all(isinstance(i, types.Integer) for i in ints)
+def _intrinsic_fn(builder, name, vecty, nargs):
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vecty, [vecty] * nargs), name)
 
 
-def _make_f32(rows: int):
-    ksplit = _ksplit_f32(rows)
+def _clamp(builder, v, lo, hi):
+    """min(max(v, lo), hi) lane-wise with scalar bounds (maxnum/minnum: vmaxps/vminps)."""
+    fmax = _intrinsic_fn(builder, "llvm.maxnum.v8f32", _VF, 2)
+    fmin = _intrinsic_fn(builder, "llvm.minnum.v8f32", _VF, 2)
+    return builder.call(fmin, [builder.call(fmax, [v, _splat(builder, _VF, lo)]), _splat(builder, _VF, hi)])
 
-    @intrinsic
-    def mk(typingctx, c, c_off, ldc, a, a_off, lda, b, b_off, k):
-        if not _check_types((c, a, b), (types.float32,) * 3, (c_off, ldc, a_off, lda, b_off, k)):
-            return None
-        sig = types.void(c, c_off, ldc, a, a_off, lda, b, b_off, k)
 
-        def codegen(context, builder, signature, args):
-            c_off_, ldc_, a_off_, lda_, b_off_, k_ = _args_as_intp(context, builder, signature, args,
-                                                                   (1, 2, 4, 5, 7, 8))
-            st = signature.args
-            f32 = ir.FloatType()
-            vt = ir.VectorType(f32, 8)
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
-                                                 "llvm.fmuladd.v8f32")
-            cp = _data_ptr(context, builder, st[0], args[0], c_off_)
-            ap = _data_ptr(context, builder, st[3], args[3], a_off_)
-            bp = _data_ptr(context, builder, st[6], args[6], b_off_)
-            rowp = [builder.gep(ap, [builder.mul(lda_, ir.Constant(_I64, r))]) for r in range(rows)]
-            acc = [[[cgutils.alloca_once(builder, vt) for _ in range(2)] for _ in range(rows)] for _ in range(ksplit)]
-            for s in acc:
-                for row in s:
-                    for slot in row:
-                        builder.store(ir.Constant(vt, None), slot)
+def _rint(builder, v):
+    return builder.call(_intrinsic_fn(builder, "llvm.rint.v8f32", _VF, 1), [v])
 
-            def step(kidx, s):
-                bk = builder.gep(bp, [builder.mul(kidx, ir.Constant(_I64, PANEL))])
-                bv = [_vector_at(builder, bk, 8 * j, vt, 4) for j in range(2)]
-                for r in range(rows):
-                    av = _splat(builder, vt, builder.load(builder.gep(rowp[r], [kidx]), align=4))
-                    for j in range(2):
-                        slot = acc[s][r][j]
-                        builder.store(builder.call(fma, [av, bv[j], builder.load(slot)]), slot)
 
-            nmain = builder.sdiv(k_, ir.Constant(_I64, ksplit)) if ksplit > 1 else k_
-            with cgutils.for_range(builder, nmain) as loop:
-                base = builder.mul(loop.index, ir.Constant(_I64, ksplit)) if ksplit > 1 else loop.index
+def _to_float(builder, v, dtype):
+    """<8 x iN> (from memory of `dtype`) or <8 x i32> to <8 x float>, exactly as NumPy's astype(float32)."""
+    if isinstance(dtype, types.Integer) and not dtype.signed:
+        return builder.uitofp(v, _VF)
+    return builder.sitofp(v, _VF)
+
+
+def _load_as_float(builder, ptr, dtype):
+    """8 consecutive elements of an f32/u8/i8 array as <8 x float>."""
+    if dtype == types.float32:
+        return _vload(builder, ptr, _VF, 4)
+    raw = _vload(builder, ptr, ir.VectorType(ir.IntType(dtype.bitwidth), 8), 1)
+    return _to_float(builder, raw, dtype)
+
+
+def _store_ints(builder, f, ptr, dtype):
+    """Store <8 x float> holding exact integers into 8 elements of an integer array of `dtype`.
+
+    (A float `dtype` only occurs in specialisations where the caller never takes this path.)
+    """
+    if isinstance(dtype, types.Float):
+        _vstore(builder, f, ptr, 4)
+        return
+    ity = ir.IntType(dtype.bitwidth)
+    q = builder.fptoui(f, ir.VectorType(ity, 8)) if not dtype.signed else builder.fptosi(f, ir.VectorType(ity, 8))
+    _vstore(builder, q, ptr, 1)
+
+
+# -- the accumulation loop ---------------------------------------------------------
+def _accumulate(builder, kind, rows, args):
+    """Emit the tap/channel loops; return acc[r][j] (<8 x float> or <8 x i32> values)."""
+    ksplit = _ksplit(kind, rows)
+    vt = _VF if kind == "f32" else _VI
+    zero = ir.Constant(vt, None)
+    slots = [[[cgutils.alloca_once(builder, vt) for _ in range(2)] for _ in range(rows)] for _ in range(ksplit)]
+    for s in slots:
+        for row in s:
+            for slot in row:
+                builder.store(zero, slot)
+    a, b = args["a"], args["b"]
+    rowoff, tapoff = args["rowoff"], args["tapoff"]
+    bbase = builder.gep(b, [args["b_off"]])
+    kc = args["kc"]
+    rowbase = [builder.gep(a, [builder.load(builder.gep(rowoff, [builder.add(args["ro"], _c64(r))]))])
+               for r in range(rows)]
+    bstep = _c64(PANEL if kind == "f32" else 2 * PANEL)
+    if kind == "f32":
+        fma = _intrinsic_fn(builder, "llvm.fmuladd.v8f32", _VF, 3)
+    else:
+        v16 = ir.VectorType(_I16, 16)
+        w16 = ir.VectorType(_I32, 16)
+        even = ir.Constant(_VI, list(range(0, 16, 2)))
+        odd = ir.Constant(_VI, list(range(1, 16, 2)))
+
+    with cgutils.for_range(builder, args["ntaps"]) as tap_loop:
+        t = tap_loop.index
+        toff = builder.load(builder.gep(tapoff, [t]))
+        rp = [builder.gep(rb, [toff]) for rb in rowbase]
+        if kind != "f32":
+            rp = [builder.bitcast(p, _I32.as_pointer()) for p in rp]  # one i32 = one (k, k+1) int16 pair
+        bt = builder.gep(bbase, [builder.mul(builder.mul(t, kc), bstep)])
+
+        def step(k, s):
+            bk = builder.gep(bt, [builder.mul(k, bstep)])
+            if kind == "f32":
+                bv = [_vload(builder, builder.gep(bk, [_c64(8 * j)]), _VF, 4) for j in range(2)]
+            else:
+                bv = [builder.sext(_vload(builder, builder.gep(bk, [_c64(16 * j)]), v16, 2), w16) for j in range(2)]
+            for r in range(rows):
+                x = builder.load(builder.gep(rp[r], [k]), align=4 if kind == "f32" else 2)
+                if kind == "f32":
+                    xv = _splat(builder, _VF, x)
+                else:
+                    xv = builder.sext(builder.bitcast(_splat(builder, _VI, x), v16), w16)
+                for j in range(2):
+                    slot = slots[s][r][j]
+                    if kind == "f32":
+                        new = builder.call(fma, [xv, bv[j], builder.load(slot)])
+                    else:
+                        prod = builder.mul(xv, bv[j])
+                        pair = builder.add(builder.shuffle_vector(prod, prod, even),
+                                           builder.shuffle_vector(prod, prod, odd))
+                        new = builder.add(builder.load(slot), pair)
+                    builder.store(new, slot)
+
+        if ksplit == 1:
+            with cgutils.for_range(builder, kc) as kl:
+                step(kl.index, 0)
+        else:
+            nmain = builder.sdiv(kc, _c64(ksplit))
+            with cgutils.for_range(builder, nmain) as kl:
+                base = builder.mul(kl.index, _c64(ksplit))
                 for s in range(ksplit):
-                    step(builder.add(base, ir.Constant(_I64, s)) if s else base, s)
-            if ksplit > 1:
-                done = builder.mul(nmain, ir.Constant(_I64, ksplit))
-                with cgutils.for_range(builder, builder.sub(k_, done)) as loop:
-                    step(builder.add(done, loop.index), 0)
-            for r in range(rows):
-                crow = builder.gep(cp, [builder.mul(ldc_, ir.Constant(_I64, r))])
-                for j in range(2):
-                    total = builder.load(acc[0][r][j])
-                    for s in range(1, ksplit):
-                        total = builder.fadd(total, builder.load(acc[s][r][j]))
-                    builder.store(total, builder.bitcast(builder.gep(crow, [ir.Constant(_I64, 8 * j)]),
-                                                         vt.as_pointer()), align=4)
-            return context.get_dummy_value()
+                    step(builder.add(base, _c64(s)), s)
+            done = builder.mul(nmain, _c64(ksplit))
+            with cgutils.for_range(builder, builder.sub(kc, done)) as kl:
+                step(builder.add(done, kl.index), 0)
 
-        return sig, codegen
-
-    return mk
+    acc = []
+    for r in range(rows):
+        row = []
+        for j in range(2):
+            v = builder.load(slots[0][r][j])
+            for s in range(1, ksplit):
+                v = builder.fadd(v, builder.load(slots[s][r][j]))
+            row.append(v)
+        acc.append(row)
+    return acc
 
 
-def _make_s16(rows: int):
-    @intrinsic
-    def mk(typingctx, c, c_off, ldc, a, a_off, lda, b, b_off, kpairs):
-        if not _check_types((c, a, b), (types.int32, types.int16, types.int16), (c_off, ldc, a_off, lda, b_off, kpairs)):
+# -- epilogues -------------------------------------------------------------------------
+def _for_rows(builder, rows, args, emit_row):
+    """Call emit_row(r, row_offset) for r < rows, skipping rows >= nvalid."""
+    for r in range(rows):
+        with builder.if_then(builder.icmp_signed("<", _c64(r), args["nvalid"])):
+            emit_row(r, builder.add(args["o_off"], builder.mul(args["ldo"], _c64(r))))
+
+
+def _channel_vectors(builder, args, name, j):
+    """Lanes ch_off + 8j .. + 8 of a per-channel float32 (scales) or int32 (bias) array."""
+    p = builder.gep(args[name], [builder.add(args["ch_off"], _c64(8 * j))])
+    return _vload(builder, p, _VF if args[name + ".dtype"] == types.float32 else _VI, 4)
+
+
+def _epilogue_raw(builder, kind, acc, args):
+    for r, row in enumerate(acc):
+        base = builder.gep(args["c"], [builder.add(args["c_off"], builder.mul(args["ldc"], _c64(r)))])
+        for j, v in enumerate(row):
+            _vstore(builder, v, builder.gep(base, [_c64(8 * j)]), 4)
+
+
+def _epilogue_f32(builder, kind, acc, args):
+    bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
+
+    def emit(with_res):
+        def row_fn(r, off):
+            for j in range(len(acc[r])):
+                v = builder.fadd(acc[r][j], bias[j])
+                if with_res:
+                    v = builder.fadd(v, _vload(builder, builder.gep(args["res"], [builder.add(off, _c64(8 * j))]),
+                                               _VF, 4))
+                _vstore(builder, _clamp(builder, v, args["lo"], args["hi"]),
+                        builder.gep(args["out"], [builder.add(off, _c64(8 * j))]), 4)
+        _for_rows(builder, len(acc), args, row_fn)
+
+    with builder.if_else(args["has_res"]) as (then, otherwise):
+        with then:
+            emit(True)
+        with otherwise:
+            emit(False)
+
+
+def _requant(builder, acc_rj, bias_j, mult_j, tlo, thi):
+    """rint(clamp(f32(acc + b) * M, tlo, thi)) as <8 x float> (exact small integers)."""
+    t = builder.fmul(builder.sitofp(builder.add(acc_rj, bias_j), _VF), mult_j)
+    return _rint(builder, _clamp(builder, t, tlo, thi))
+
+
+def _epilogue_requant(builder, kind, acc, args):
+    bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
+    mult = [_channel_vectors(builder, args, "mult", j) for j in range(len(acc[0]))]
+    zy = _splat(builder, _VF, args["zy"])
+
+    def row_fn(r, off):
+        for j in range(len(acc[r])):
+            q = builder.fadd(_requant(builder, acc[r][j], bias[j], mult[j], args["tlo"], args["thi"]), zy)
+            _store_ints(builder, q, builder.gep(args["out"], [builder.add(off, _c64(8 * j))]), args["out.dtype"])
+    _for_rows(builder, len(acc), args, row_fn)
+
+
+def _epilogue_requant_add(builder, kind, acc, args):
+    bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
+    mult = [_channel_vectors(builder, args, "mult", j) for j in range(len(acc[0]))]
+    s1, zr, sr = (_splat(builder, _VF, args[n]) for n in ("s1", "zr", "sr"))
+    sy, zy = _splat(builder, _VF, args["sy"]), _splat(builder, _VF, args["zy"])
+
+    def row_fn(r, off):
+        for j in range(len(acc[r])):
+            q1 = _requant(builder, acc[r][j], bias[j], mult[j], args["tlo"], args["thi"])
+            rv = _load_as_float(builder, builder.gep(args["res"], [builder.add(off, _c64(8 * j))]),
+                                args["res.dtype"])
+            s = builder.fadd(builder.fmul(q1, s1), builder.fmul(builder.fsub(rv, zr), sr))
+            y = builder.fadd(_rint(builder, builder.fdiv(s, sy)), zy)
+            _store_ints(builder, _clamp(builder, y, args["qlo"], args["qhi"]),
+                        builder.gep(args["out"], [builder.add(off, _c64(8 * j))]), args["out.dtype"])
+    _for_rows(builder, len(acc), args, row_fn)
+
+
+def _epilogue_dequant(builder, kind, acc, args):
+    bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
+    scale = [_channel_vectors(builder, args, "scale", j) for j in range(len(acc[0]))]
+    fbias = [_channel_vectors(builder, args, "fbias", j) for j in range(len(acc[0]))]
+
+    def emit(with_res):
+        def row_fn(r, off):
+            for j in range(len(acc[r])):
+                v = builder.fmul(builder.sitofp(builder.add(acc[r][j], bias[j]), _VF), scale[j])
+                v = builder.fadd(v, fbias[j])
+                if with_res:
+                    v = builder.fadd(v, _vload(builder, builder.gep(args["res"], [builder.add(off, _c64(8 * j))]),
+                                               _VF, 4))
+                _vstore(builder, _clamp(builder, v, args["lo"], args["hi"]),
+                        builder.gep(args["out"], [builder.add(off, _c64(8 * j))]), 4)
+        _for_rows(builder, len(acc), args, row_fn)
+
+    with builder.if_else(args["has_res"]) as (then, otherwise):
+        with then:
+            emit(True)
+        with otherwise:
+            emit(False)
+
+
+_EPILOGUES = {"raw": _epilogue_raw, "f32": _epilogue_f32, "requant": _epilogue_requant,
+              "requant_add": _epilogue_requant_add, "dequant": _epilogue_dequant}
+
+
+def _block(builder, kind, rows, epilogue, args):
+    """One block: accumulate `rows` rows, then the epilogue (rows >= args['nvalid'] not stored)."""
+    acc = _accumulate(builder, kind, rows, args)
+    _EPILOGUES[epilogue](builder, kind, acc, args)
+
+
+def _emit_kernel(builder, kind, epilogue, args):
+    """Blocks of 6 rows over all `nrows`, then one tail block of the smallest height >= the remainder."""
+    nrows = args["nrows"]
+    step_out = args["ldc"] if epilogue == "raw" else args["ldo"]
+    out_key = "c_off" if epilogue == "raw" else "o_off"
+    nfull = builder.sdiv(nrows, _c64(MAX_ROWS))
+
+    def at(first_row, nvalid):
+        return args.with_values(ro=builder.add(args["ro"], first_row), nvalid=nvalid,
+                                **{out_key: builder.add(args[out_key], builder.mul(first_row, step_out))})
+
+    with cgutils.for_range(builder, nfull) as loop:
+        _block(builder, kind, MAX_ROWS, epilogue, at(builder.mul(loop.index, _c64(MAX_ROWS)), _c64(MAX_ROWS)))
+    first = builder.mul(nfull, _c64(MAX_ROWS))
+    tail = builder.sub(nrows, first)
+    # tail in {0..5}: heights 6 (tail 5), 4 (tail 3, 4), 2, 1
+    for height, lo_, hi_ in ((6, 5, 5), (4, 3, 4), (2, 2, 2), (1, 1, 1)):
+        cond = builder.and_(builder.icmp_signed(">=", tail, _c64(lo_)), builder.icmp_signed("<=", tail, _c64(hi_)))
+        with builder.if_then(cond):
+            _block(builder, kind, height, epilogue, at(first, tail))
+
+
+def _make(kind: str, epilogue: str):
+    """An intrinsic computing `nrows` x 16 outputs with accumulation `kind` ("f32"/"s16") and `epilogue`."""
+    spec = _ACC_ARGS + _EPILOGUE_ARGS[epilogue]
+    a_dtype, acc_dtype = (types.float32, types.float32) if kind == "f32" else (types.int16, types.int32)
+
+    def typer(typingctx, *argtys):
+        if not all(_KIND_OK[k](t) for (_, k), t in zip(spec, argtys)):
             return None
-        sig = types.void(c, c_off, ldc, a, a_off, lda, b, b_off, kpairs)
+        named = {n: t for (n, _), t in zip(spec, argtys)}
+        if named["a"].dtype != a_dtype or named["b"].dtype != a_dtype:
+            return None
+        if named["rowoff"].dtype != types.int64 or named["tapoff"].dtype != types.int64:
+            return None
+        if epilogue == "raw" and named["c"].dtype != acc_dtype:
+            return None
+        if not _channel_dtypes_ok(epilogue, named):
+            return None
+        sig = types.void(*argtys)
 
-        def codegen(context, builder, signature, args):
-            c_off_, ldc_, a_off_, lda_, b_off_, kp_ = _args_as_intp(context, builder, signature, args,
-                                                                    (1, 2, 4, 5, 7, 8))
-            st = signature.args
-            i16 = ir.IntType(16)
-            v16 = ir.VectorType(i16, 16)
-            v8 = ir.VectorType(_I32, 8)
-            w16 = ir.VectorType(_I32, 16)
-            even = ir.Constant(v8, list(range(0, 16, 2)))
-            odd = ir.Constant(v8, list(range(1, 16, 2)))
-            cp = _data_ptr(context, builder, st[0], args[0], c_off_)
-            ap = _data_ptr(context, builder, st[3], args[3], a_off_)
-            bp = _data_ptr(context, builder, st[6], args[6], b_off_)
-            rowp = [builder.bitcast(builder.gep(ap, [builder.mul(lda_, ir.Constant(_I64, r))]), _I32.as_pointer())
-                    for r in range(rows)]
-            acc = [[cgutils.alloca_once(builder, v8) for _ in range(2)] for _ in range(rows)]
-            for row in acc:
-                for slot in row:
-                    builder.store(ir.Constant(v8, None), slot)
-            with cgutils.for_range(builder, kp_) as loop:
-                q = loop.index
-                bq = builder.gep(bp, [builder.mul(q, ir.Constant(_I64, 2 * PANEL))])
-                bv = [builder.sext(_vector_at(builder, bq, 16 * j, v16, 2), w16) for j in range(2)]
-                for r in range(rows):
-                    pair = builder.load(builder.gep(rowp[r], [q]), align=2)  # (a[2q], a[2q+1]) as one i32
-                    av = builder.sext(builder.bitcast(_splat(builder, v8, pair), v16), w16)
-                    for j in range(2):
-                        prod = builder.mul(av, bv[j])
-                        pairsum = builder.add(builder.shuffle_vector(prod, prod, even),
-                                              builder.shuffle_vector(prod, prod, odd))
-                        slot = acc[r][j]
-                        builder.store(builder.add(builder.load(slot), pairsum), slot)
-            for r in range(rows):
-                crow = builder.gep(cp, [builder.mul(ldc_, ir.Constant(_I64, r))])
-                for j in range(2):
-                    builder.store(builder.load(acc[r][j]),
-                                  builder.bitcast(builder.gep(crow, [ir.Constant(_I64, 8 * j)]), v8.as_pointer()),
-                                  align=4)
+        def codegen(context, builder, signature, llargs):
+            _emit_kernel(builder, kind, epilogue, _Args(context, builder, signature, llargs, spec))
             return context.get_dummy_value()
 
         return sig, codegen
 
-    return mk
+    # numba.extending.intrinsic needs an explicit parameter list (no *args): spell it out.
+    params = ", ".join(n for n, _ in spec)
+    name = f"mk_{kind}_{epilogue}"
+    namespace = {"_typer": typer}
+    exec(f"def {name}(typingctx, {params}):\n    return _typer(typingctx, {params})\n", namespace)
+    return intrinsic(namespace[name])
 
 
-_f32_1, _f32_2, _f32_3, _f32_4, _f32_5, _f32_6 = (_make_f32(r) for r in range(1, MAX_ROWS + 1))
-_s16_1, _s16_2, _s16_3, _s16_4, _s16_5, _s16_6 = (_make_s16(r) for r in range(1, MAX_ROWS + 1))
+# The kernels.  Each computes rows [ro, ro + nrows) of rowoff x 16 channels; argument lists
+# are _ACC_ARGS followed by the epilogue's _EPILOGUE_ARGS.
+mk_f32_raw = _make("f32", "raw")
+mk_f32_act = _make("f32", "f32")
+mk_s16_raw = _make("s16", "raw")
+mk_s16_requant = _make("s16", "requant")
+mk_s16_requant_add = _make("s16", "requant_add")
+mk_s16_dequant = _make("s16", "dequant")
 
 
-@njit(cache=True)
-def mk_f32(rows, c, c_off, ldc, a, a_off, lda, b, b_off, k):
-    """fp32 micro-kernel for 1 <= rows <= 6 pixel rows x 16 channels (see the module docstring)."""
-    if rows == 6:
-        _f32_6(c, c_off, ldc, a, a_off, lda, b, b_off, k)
-    elif rows == 5:
-        _f32_5(c, c_off, ldc, a, a_off, lda, b, b_off, k)
-    elif rows == 4:
-        _f32_4(c, c_off, ldc, a, a_off, lda, b, b_off, k)
-    elif rows == 3:
-        _f32_3(c, c_off, ldc, a, a_off, lda, b, b_off, k)
-    elif rows == 2:
-        _f32_2(c, c_off, ldc, a, a_off, lda, b, b_off, k)
+# -- depthwise row kernels ------------------------------------------------------------
+# A depthwise conv has no reduction over channels: channels are the vector lanes.  These
+# kernels compute `npix` consecutive output pixels of one output row (all taps inside the
+# image) for 8 * nvec channels, 4 pixels x nvec vectors of accumulators at a time:
+#
+#     acc[r, j] = sum_t x[x_off + r * xstep + tapoff[t] + 8j] * w[w_off + t * wstep + 8j]
+#
+# (int8: raw u8/i8 x times int16 w in int32 lanes; all taps are inside the image, so the
+# zero point term zx * sum_t w[t] is a per-channel constant the caller folds into the
+# bias), then the same fused epilogues as above with o_off / ldo / ch_off addressing the
+# NHWC output.
+
+_DW_ARGS = (("npix", "int"), ("x", "arr"), ("x_off", "int"), ("xstep", "int"), ("tapoff", "arr"), ("ntaps", "int"),
+            ("w", "arr"), ("w_off", "int"), ("wstep", "int"))
+_DW_PIXELS = 4
+
+
+def _dw_accumulate(builder, kind, rows, nvec, args):
+    vt = _VF if kind == "f32" else _VI
+    slots = [[cgutils.alloca_once(builder, vt) for _ in range(nvec)] for _ in range(rows)]
+    for row in slots:
+        for slot in row:
+            builder.store(ir.Constant(vt, None), slot)
+    xbase = builder.gep(args["x"], [args["x_off"]])
+    wbase = builder.gep(args["w"], [args["w_off"]])
+    xdtype = args["x.dtype"]
+    if kind == "f32":
+        fma = _intrinsic_fn(builder, "llvm.fmuladd.v8f32", _VF, 3)
     else:
-        _f32_1(c, c_off, ldc, a, a_off, lda, b, b_off, k)
+        v8x = ir.VectorType(ir.IntType(8), 8)
+        v8s = ir.VectorType(_I16, 8)
+    with cgutils.for_range(builder, args["ntaps"]) as tap_loop:
+        t = tap_loop.index
+        toff = builder.load(builder.gep(args["tapoff"], [t]))
+        wt = builder.gep(wbase, [builder.mul(t, args["wstep"])])
+        if kind == "f32":
+            wv = [_vload(builder, builder.gep(wt, [_c64(8 * j)]), _VF, 4) for j in range(nvec)]
+        else:
+            wv = [builder.sext(_vload(builder, builder.gep(wt, [_c64(8 * j)]), v8s, 2), _VI) for j in range(nvec)]
+        for r in range(rows):
+            xr = builder.gep(xbase, [builder.add(builder.mul(args["xstep"], _c64(r)), toff)])
+            for j in range(nvec):
+                p = builder.gep(xr, [_c64(8 * j)])
+                if kind == "f32":
+                    new = builder.call(fma, [_vload(builder, p, _VF, 4), wv[j], builder.load(slots[r][j])])
+                else:
+                    raw = _vload(builder, p, v8x, 1)
+                    wide = builder.zext(raw, _VI) if not xdtype.signed else builder.sext(raw, _VI)
+                    new = builder.add(builder.load(slots[r][j]), builder.mul(wide, wv[j]))
+                builder.store(new, slots[r][j])
+    return [[builder.load(slot) for slot in row] for row in slots]
 
 
-@njit(cache=True)
-def mk_s16(rows, c, c_off, ldc, a, a_off, lda, b, b_off, kpairs):
-    """int16-pair micro-kernel (int32 accumulators) for 1 <= rows <= 6 pixel rows x 16 channels."""
-    if rows == 6:
-        _s16_6(c, c_off, ldc, a, a_off, lda, b, b_off, kpairs)
-    elif rows == 5:
-        _s16_5(c, c_off, ldc, a, a_off, lda, b, b_off, kpairs)
-    elif rows == 4:
-        _s16_4(c, c_off, ldc, a, a_off, lda, b, b_off, kpairs)
-    elif rows == 3:
-        _s16_3(c, c_off, ldc, a, a_off, lda, b, b_off, kpairs)
-    elif rows == 2:
-        _s16_2(c, c_off, ldc, a, a_off, lda, b, b_off, kpairs)
-    else:
-        _s16_1(c, c_off, ldc, a, a_off, lda, b, b_off, kpairs)
+def _emit_dw(builder, kind, nvec, epilogue, args):
+    """Blocks of 4 pixels over `npix`, then single pixels."""
+    npix = args["npix"]
+    nblk = builder.sdiv(npix, _c64(_DW_PIXELS))
+
+    def at(first):
+        return args.with_values(x_off=builder.add(args["x_off"], builder.mul(first, args["xstep"])),
+                                o_off=builder.add(args["o_off"], builder.mul(first, args["ldo"])),
+                                nvalid=_c64(_DW_PIXELS))
+
+    with cgutils.for_range(builder, nblk) as loop:
+        a = at(builder.mul(loop.index, _c64(_DW_PIXELS)))
+        _EPILOGUES[epilogue](builder, kind, _dw_accumulate(builder, kind, _DW_PIXELS, nvec, a), a)
+    done = builder.mul(nblk, _c64(_DW_PIXELS))
+    with cgutils.for_range(builder, builder.sub(npix, done)) as loop:
+        a = at(builder.add(done, loop.index))
+        _EPILOGUES[epilogue](builder, kind, _dw_accumulate(builder, kind, 1, nvec, a), a)
+
+
+def _make_dw(kind: str, nvec: int, epilogue: str):
+    """Depthwise row intrinsic: `kind` "f32" (fp32 x, w) or "i8" (u8/i8 x, int16 w), 8*nvec channels."""
+    spec = _DW_ARGS + _EPILOGUE_ARGS[epilogue]
+
+    def typer(typingctx, *argtys):
+        if not all(_KIND_OK[k](t) for (_, k), t in zip(spec, argtys)):
+            return None
+        named = {n: t for (n, _), t in zip(spec, argtys)}
+        xd, wdt = named["x"].dtype, named["w"].dtype
+        if kind == "f32" and (xd != types.float32 or wdt != types.float32):
+            return None
+        if kind == "i8" and (xd not in (types.uint8, types.int8) or wdt != types.int16):
+            return None
+        if named["tapoff"].dtype != types.int64 or not _channel_dtypes_ok(epilogue, named):
+            return None
+        sig = types.void(*argtys)
+
+        def codegen(context, builder, signature, llargs):
+            _emit_dw(builder, kind, nvec, epilogue, _Args(context, builder, signature, llargs, spec))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    params = ", ".join(n for n, _ in spec)
+    name = f"dw_{kind}_{epilogue}_{8 * nvec}"
+    namespace = {"_typer": typer}
+    exec(f"def {name}(typingctx, {params}):\n    return _typer(typingctx, {params})\n", namespace)
+    return intrinsic(namespace[name])
+
+
+# Depthwise kernels for 16 and 8 channels (argument lists: _DW_ARGS + the epilogue's).
+dw_f32_act_16, dw_f32_act_8 = _make_dw("f32", 2, "f32"), _make_dw("f32", 1, "f32")
+dw_i8_requant_16, dw_i8_requant_8 = _make_dw("i8", 2, "requant"), _make_dw("i8", 1, "requant")
+dw_i8_requant_add_16, dw_i8_requant_add_8 = _make_dw("i8", 2, "requant_add"), _make_dw("i8", 1, "requant_add")
+dw_i8_dequant_16, dw_i8_dequant_8 = _make_dw("i8", 2, "dequant"), _make_dw("i8", 1, "dequant")

@@ -9,15 +9,18 @@ kernel touches consecutive memory:
   (input channels innermost), and output channels are cut into panels of 16
   (`microkernel.PANEL`, two 8-lane vectors), zero padded at the end:
 
-      fp32: data[g, panel, k, j]          = w[g*OCg + panel*16 + j, ic, kh, kw]        (float32)
-      int8: data[g, panel, k // 2, j, k % 2] = same weight, widened to int16           (K padded to even)
+      fp32: data[g, panel, k, j]             = w[g*OCg + panel*16 + j, ic, kh, kw]     (float32)
+      int8: data[g, panel, k // 2, j, k % 2] = same, widened to int16, with k = (kh*KW + kw)*ICgp + ic
+            where ICgp = ICg rounded up to even (zero weights in the pad channel)
 
   A micro-kernel step at reduction index k (or pair k//2) then loads the 16 weights of
   its panel with one or two 32-byte loads.  The int8 pairs interleave two consecutive
-  k for the same output channel, which is the operand order of `vpmaddwd`.
+  k for the same output channel, which is the operand order of `vpmaddwd`; each tap's
+  channels are padded to an even count so a pair never straddles two taps (the widened
+  input `indirect.pad_widen_s16` has the same zero pad channel).
 - Depthwise conv (`pack_depthwise_*`): data[kh, kw, c], channels innermost, because the
-  depthwise kernels vectorise over channels of an NHWC pixel; int8 weights are widened
-  to int32 so the multiply is a plain 32-bit lane operation.
+  depthwise kernels vectorise over the channels of an NHWC pixel; int8 weights are widened
+  to int16, the operand width of the int8 depthwise kernel's multiplies.
 
 A GEMM weight [N, K] is a 1x1 convolution weight [N, K, 1, 1]; `gemm.py` runs FC layers
 through the same kernels.  Packing never changes values: int8 weights stay in
@@ -39,9 +42,9 @@ from qv2c.runtime.kernels.microkernel import PANEL
 class PackedConv:
     """Packed weights of a dense/grouped convolution (or GEMM) plus the geometry the kernel needs.
 
-    `data` is float32 [G, panels, K, 16] (`dtype == "f32"`) or int16 [G, panels, K/2, 16, 2]
-    (`dtype == "i8"`).  `k` is the true reduction length KH*KW*ICg; `kpad` the padded one
-    (equal for fp32, rounded up to even for int8).
+    `data` is float32 [G, panels, K, 16] (`dtype == "f32"`) or int16 [G, panels, Kp/2, 16, 2]
+    (`dtype == "i8"`).  `k` is the true reduction length KH*KW*ICg; `kpad` the packed one
+    (equal for fp32; KH*KW*ICgp with ICg padded to even for int8).
     """
 
     data: np.ndarray
@@ -60,7 +63,7 @@ class PackedConv:
 
 @dataclass(frozen=True)
 class PackedDepthwise:
-    """Packed depthwise weights: `data[kh, kw, c]` float32 or int32 (from int8)."""
+    """Packed depthwise weights: `data[kh, kw, c]` float32 or int16 (from int8)."""
 
     data: np.ndarray
     dtype: str
@@ -103,15 +106,15 @@ def pack_conv_i8(w: np.ndarray, groups: int = 1) -> PackedConv:
     w = np.asarray(w)
     if w.dtype != np.int8:
         raise ValueError(f"int8 conv weight must have dtype int8, got {w.dtype}")
-    panels, k = _panels_kmajor(w.astype(np.int16), groups)
+    oc, icg, kh, kw = _check_conv_weight(w, groups)
+    icp = icg + icg % 2
+    wide = np.zeros((oc, icp, kh, kw), dtype=np.int16)
+    wide[:, :icg] = w
+    panels, kpad = _panels_kmajor(wide, groups)
     g, npan = panels.shape[:2]
-    kpad = k + (k % 2)
-    padded = np.zeros((g, npan, kpad, PANEL), dtype=np.int16)
-    padded[:, :, :k] = panels
-    # [G, P, KP, 16] -> [G, P, KP/2, 2, 16] -> [G, P, KP/2, 16, 2]
-    data = np.ascontiguousarray(padded.reshape(g, npan, kpad // 2, 2, PANEL).transpose(0, 1, 2, 4, 3))
-    oc, icg, kh, kw = w.shape
-    return PackedConv(data, "i8", oc, icg * groups, groups, (kh, kw), k, kpad)
+    # [G, P, Kp, 16] -> [G, P, Kp/2, 2, 16] -> [G, P, Kp/2, 16, 2]
+    data = np.ascontiguousarray(panels.reshape(g, npan, kpad // 2, 2, PANEL).transpose(0, 1, 2, 4, 3))
+    return PackedConv(data, "i8", oc, icg * groups, groups, (kh, kw), kh * kw * icg, kpad)
 
 
 def _gemm_as_conv(w: np.ndarray, trans_b: bool) -> np.ndarray:
@@ -145,9 +148,9 @@ def pack_depthwise_f32(w: np.ndarray) -> PackedDepthwise:
 
 
 def pack_depthwise_i8(w: np.ndarray) -> PackedDepthwise:
-    """Pack an int8 depthwise weight [C, 1, KH, KW] as int32 [KH, KW, C]."""
+    """Pack an int8 depthwise weight [C, 1, KH, KW] as int16 [KH, KW, C]."""
     w = np.asarray(w)
     if w.dtype != np.int8:
         raise ValueError(f"int8 depthwise weight must have dtype int8, got {w.dtype}")
-    data = np.ascontiguousarray(_depthwise_khwc(w).astype(np.int32))
+    data = np.ascontiguousarray(_depthwise_khwc(w).astype(np.int16))
     return PackedDepthwise(data, "i8", w.shape[0], (w.shape[2], w.shape[3]))

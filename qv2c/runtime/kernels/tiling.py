@@ -1,37 +1,45 @@
-"""How a GEMM-like kernel splits its output into parallel tasks.
+"""How a conv/GEMM kernel splits its output into tasks, and whether to run them in parallel.
 
 A task is (group, tile of `ptile` consecutive output pixels, chunk of weight panels).
-Within a task the A tile (im2col rows) is built once and every panel of the chunk
-streams over it, so bigger tiles mean more weight reuse; but a layer needs at least a
-few tasks per thread to balance 2..N threads, and the A tile should stay in L2.
-Tiles are multiples of the micro-kernel height (6 rows).  Small layers (an 8x8 ResNet
-stage at batch 1, or an FC layer with one row) get few pixel tiles, so they are also
-split across panel chunks: the duplicated im2col work is tiny there.
+Within a task every panel of the chunk sweeps the tile in 6-row register blocks, so a
+weight panel (K x 16) is loaded from L2 once per tile and reused from L1 by each block;
+bigger tiles mean more reuse.  The layer needs a few tasks per thread for balance under
+prange's static schedule, and small layers (an 8x8 ResNet stage at batch 1, an FC layer
+with one row) have few pixels, so they are split across panel chunks too.
+
+Very small layers run serially: a parallel region costs ~10 us to fork and join (more
+on a loaded machine), which is more than such a layer gains from a second thread.
 """
 
 from __future__ import annotations
 
 from numba import njit
 
-#: bytes of one task's A tile we aim to keep below (half of a Zen 3 L2)
-A_TILE_BYTES = 96 * 1024
-#: largest pixel tile (rows)
+#: largest pixel tile (rows); a multiple of the micro-kernel height (6)
 MAX_TILE_ROWS = 96
-#: tasks we aim for at least.  A constant rather than a multiple of `numba.get_num_threads()`:
+#: tasks we aim for at most.  A constant rather than a multiple of `numba.get_num_threads()`:
 #: calling that inside a kernel makes Numba refuse to cache it (it embeds a ctypes pointer).
 #: 16 balances 1, 2, 4 or 8 threads under prange's static schedule.
 TARGET_TASKS = 16
+#: below this many operations (2 per multiply-add) a kernel runs serially (~50 us of work)
+PARALLEL_MIN_OPS = 4_000_000
+#: operations per task we aim for at least, so small parallel layers are not over-split
+MIN_TASK_OPS = 1_000_000
 
 
 @njit(cache=True)
-def plan_tiles(npix, groups, panels, row_bytes):
-    """(ptile, nptiles, nchunks) for `npix` output pixels, `groups` groups, `panels` weight panels per group."""
-    target = TARGET_TASKS
-    cap = (A_TILE_BYTES // max(1, row_bytes)) // 6 * 6
-    cap = max(6, min(MAX_TILE_ROWS, cap))
+def run_parallel(ops):
+    """Whether a kernel doing `ops` operations should use its parallel loop."""
+    return ops >= PARALLEL_MIN_OPS
+
+
+@njit(cache=True)
+def plan_tiles(npix, groups, panels, ops, parallel):
+    """(ptile, nptiles, nchunks) for `npix` output pixels, `groups` groups of `panels` weight panels."""
+    target = max(2, min(TARGET_TASKS, ops // MIN_TASK_OPS)) if parallel else 1
     per_group = max(1, -(-target // groups))
     ptile = -(-npix // per_group)
-    ptile = max(6, min(cap, -(-ptile // 6) * 6))
+    ptile = max(6, min(MAX_TILE_ROWS, -(-ptile // 6) * 6))
     nptiles = -(-npix // ptile)
     nchunks = 1
     if groups * nptiles < target:

@@ -1,0 +1,218 @@
+"""Mixed-precision accuracy experiment (issue: QuantuneV2 and its baselines).
+
+    QV2C_DATA=../shared/data python benchmarks/accuracy.py [--models a,b] [--schemes per-channel/float,...]
+
+For every model and quantization scheme: fp32 top-1, full-int8 top-1, onnxruntime's
+`quantize_static` (QDQ, same scheme, same calibration images) top-1, and for every
+sensitivity method the top-1 with k = 1, 2, 3, 5, 10 layers kept in fp32, the
+smallest k within 1 point of fp32, the wall time to produce the method's list and
+its number of inferences over the calibration set.
+
+Data: ImageNet models calibrate on the last 100 images of imagenet_val_1300 and are
+evaluated on the first 1200; CIFAR-10 models calibrate on 100 training images (every
+500th) and are evaluated on the first `--cifar-eval` test images. Everything runs
+through qv2c's NumPy reference interpreter. Results are cached per configuration in
+benchmarks/results/accuracy_cache/<model>.json (one file per model, so models can run
+in parallel processes), so an interrupted run resumes; a run over all models whose
+results are cached only rebuilds benchmarks/results/accuracy.{md,json}. onnxruntime
+quantizes the BN-free `_folded` export of each CIFAR model (the same fp32 function),
+because its quantizer does not fold BatchNormalization nodes itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qv2c.api import load_canonical
+from qv2c.datasets import load_eval_set, model_info, model_path, top1
+from qv2c.ir.interpreter import evaluate
+from qv2c.passes.calibrate import calibrate
+from qv2c.passes.calibration_data import make_calibration_set
+from qv2c.passes.layers import layer_name, quantizable_layers
+from qv2c.passes.realize_quant import QuantScheme, realize_quant
+from qv2c.passes.sensitivity import METHODS, SensitivityContext, rank_layers
+
+RESULTS = Path(__file__).parent / "results"
+CACHE_DIR = RESULTS / "accuracy_cache"
+KS = (1, 2, 3, 5, 10)
+MAX_K_SEARCH = 15
+ALL_MODELS = ["mobilenetv2", "squeezenet1.1", "cifar10_resnet18v1", "cifar10_resnet50v1", "cifar10_squeezenet1_1",
+              "cifar10_vgg16", "cifar10_mobilenetv2"]
+SCHEMES = ["per-channel/float", "per-tensor/float"]
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+class Cache:
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, key: str, compute):
+        if key not in self.data:
+            self.data[key] = compute()
+            self.path.parent.mkdir(exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+            tmp.replace(self.path)
+        return self.data[key]
+
+
+def run_batches(module, x: np.ndarray) -> np.ndarray:
+    """Outputs of `module` (fixed batch b) over all rows of x, padding the last batch."""
+    b = module.inputs[0].type.shape[0]
+    name = module.inputs[0].name
+    outs = []
+    for start in range(0, len(x), b):
+        idx = np.minimum(np.arange(start, start + b), len(x) - 1)
+        env = evaluate(module, {name: x[idx]}, free_dead=True)
+        outs.append(env[id(module.outputs[0])][: min(b, len(x) - start)])
+    return np.concatenate(outs)
+
+
+def onnxruntime_int8_top1(path: str, calib: np.ndarray, scheme: str, x: np.ndarray, y: np.ndarray,
+                          label_offset: int, batch: int) -> float:
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "q.onnx")
+        quantize_static(path, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=scheme.startswith("per-channel"),
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(out, options, providers=["CPUExecutionProvider"])
+        logits = np.concatenate([session.run(None, {"input": x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+    return top1(logits, y, label_offset)
+
+
+def experiment(name: str, schemes: list[str], methods: list[str], cifar_eval: int) -> dict:
+    cache = Cache(CACHE_DIR / f"{name}.json")
+    info = model_info(name)
+    path = str(model_path(name))
+    ort_path = str(model_path(f"{name}_folded")) if info.dataset == "cifar10" else path
+    if info.dataset == "imagenet":
+        calib, _ = load_eval_set(name, indices=slice(1200, 1300))
+        x, y = load_eval_set(name, indices=slice(0, 1200))
+        analysis_batch, eval_batch = 1, 1
+    else:
+        calib, _ = load_eval_set(name, split="train", indices=range(0, 50000, 500))
+        x, y = load_eval_set(name, limit=cifar_eval)
+        analysis_batch, eval_batch = 20, 50
+    analysis = load_canonical(path, analysis_batch)
+    runtime = load_canonical(path, eval_batch)
+    data = make_calibration_set(analysis, calib)
+    start = time.perf_counter()
+    ranges = calibrate(analysis, data, analysis_batch, "minmax")
+    calib_seconds = time.perf_counter() - start
+    layers = [layer_name(op) for op in quantizable_layers(runtime)]
+    prefix = f"{name}|{len(y)}"
+    fp32 = cache.get(f"{prefix}|fp32", lambda: top1(run_batches(runtime, x), y, info.label_offset))
+    row = {"model": name, "layers": len(layers), "eval_images": len(y), "calibration_images": len(calib),
+           "calibration_seconds": calib_seconds, "fp32_top1": fp32, "schemes": {}}
+    print(f"{name}: {len(layers)} layers, fp32 {fp32:.2f}", flush=True)
+    for scheme_name in schemes:
+        granularity, scale_kind = scheme_name.split("/")
+        scheme = QuantScheme(granularity, scale_kind)
+
+        def mixed_top1(fp32_layers: frozenset, scheme=scheme, scheme_name=scheme_name) -> float:
+            key = f"{prefix}|{scheme_name}|" + ",".join(sorted(fp32_layers))
+            return cache.get(key, lambda: top1(run_batches(
+                realize_quant(runtime, set(layers) - fp32_layers, ranges, scheme).module, x), y, info.label_offset))
+
+        entry = {"int8_top1": mixed_top1(frozenset()), "methods": {}}
+        if scale_kind == "float":
+            entry["onnxruntime_int8_top1"] = cache.get(
+                f"{prefix}|{scheme_name}|onnxruntime",
+                lambda scheme_name=scheme_name: onnxruntime_int8_top1(ort_path, calib, scheme_name, x, y, info.label_offset,
+                                                                      eval_batch if info.dataset == "cifar10" else 1))
+        print(f"  {scheme_name}: int8 {entry['int8_top1']:.2f} ort {entry.get('onnxruntime_int8_top1')}", flush=True)
+        ctx = SensitivityContext(analysis, data, analysis_batch, ranges, scheme)
+        for method in methods:
+            ranking = cache.get(f"{name}|{scheme_name}|ranking|{method}", lambda method=method, ctx=ctx: _ranking(method, ctx))
+            order = ranking["order"]
+            by_k = {k: mixed_top1(frozenset(order[:k])) for k in KS if k <= len(order)}
+            smallest = None
+            for k in range(0, min(MAX_K_SEARCH, len(order)) + 1):
+                if mixed_top1(frozenset(order[:k])) >= fp32 - 1.0:
+                    smallest = k
+                    break
+            entry["methods"][method] = {"top1_by_k": by_k, "smallest_k_within_1pt": smallest,
+                                        "seconds": ranking["seconds"], "inferences": ranking["inferences"],
+                                        "order": order[:10]}
+            print(f"    {method}: {by_k} smallest k {smallest} ({ranking['seconds']:.1f} s, "
+                  f"{ranking['inferences']} inferences)", flush=True)
+        row["schemes"][scheme_name] = entry
+    return row
+
+
+def _ranking(method: str, ctx: SensitivityContext) -> dict:
+    r = rank_layers(method, ctx)
+    return {"order": [rec.name for rec in r.records], "seconds": r.seconds, "inferences": r.inferences,
+            "records": [rec.as_dict() for rec in r.records]}
+
+
+def write_report(rows: list[dict], methods: list[str]) -> None:
+    meta = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "engine": "qv2c reference interpreter"}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "accuracy.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [f"# Mixed-precision accuracy: QuantuneV2 vs baselines\n\nCPU: {meta['cpu']}, {meta['date']}. "
+             "Top-1 in %. `k` = layers kept in fp32. `k<=1pt` = smallest k within 1 point of fp32 "
+             f"(searched up to {MAX_K_SEARCH}). Time = wall seconds to produce the ranking; inf = inferences "
+             "over the calibration set (calibration itself, common to all, excluded).\n"]
+    for row in rows:
+        lines.append(f"\n## {row['model']} ({row['layers']} layers, {row['eval_images']} eval images, "
+                     f"{row['calibration_images']} calibration images)\n")
+        for scheme, e in row["schemes"].items():
+            ort = e.get("onnxruntime_int8_top1")
+            ort_text = f"{ort:.2f}" if ort is not None else "n/a"
+            lines.append(f"\n### {scheme}: fp32 {row['fp32_top1']:.2f}, qv2c int8 {e['int8_top1']:.2f}, "
+                         f"onnxruntime int8 {ort_text}\n")
+            lines.append("| method | " + " | ".join(f"k={k}" for k in KS) + " | k<=1pt | time s | inf |")
+            lines.append("|---|" + "---|" * (len(KS) + 3))
+            for method in methods:
+                m = e["methods"].get(method)
+                if m is None:
+                    continue
+                cells = [f"{m['top1_by_k'].get(str(k), m['top1_by_k'].get(k, float('nan'))):.2f}" for k in KS]
+                sk = m["smallest_k_within_1pt"]
+                lines.append(f"| {method} | " + " | ".join(cells) +
+                             f" | {sk if sk is not None else '>' + str(MAX_K_SEARCH)} | {m['seconds']:.1f} | {m['inferences']} |")
+    (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", default=",".join(ALL_MODELS))
+    p.add_argument("--schemes", default=",".join(SCHEMES))
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--cifar-eval", type=int, default=2000)
+    args = p.parse_args()
+    methods = args.methods.split(",")
+    rows = []
+    for name in args.models.split(","):
+        rows.append(experiment(name, args.schemes.split(","), methods, args.cifar_eval))
+        write_report(rows, methods)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The geometry of one conv/GEMM call, shared by the fp32 and int8 drivers.
+
+`make_plan` turns shapes and attributes into a `ConvPlan` (a namedtuple, which Numba
+passes by value) once per call: the padded input extent, the task split
+(`tiling.plan_tiles`) and the reduction lengths.  `task_bounds` maps a task index to its
+group, pixel range and panel range; every task is independent, so the drivers run them
+either in a `prange` or, for small layers, in a plain loop (`tiling.run_parallel`).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+from numba import njit
+
+from qv2c.runtime.kernels.microkernel import MAX_ROWS, PANEL
+from qv2c.runtime.kernels.tiling import plan_tiles, run_parallel
+
+ConvPlan = namedtuple("ConvPlan", [
+    "npix",       # output pixels N * OH * OW
+    "oh", "ow", "sh", "sw",
+    "hp", "wp",   # padded input height and width
+    "cp",         # channels per pixel of the padded input
+    "icgp",       # channel offset between groups in the padded input
+    "ocg", "oc",  # output channels per group, total
+    "npan",       # weight panels (16 output channels) per group
+    "kpad",       # packed reduction length per panel (elements)
+    "kc",         # micro-kernel reduction steps per tap (channels, or channel pairs for int8)
+    "ntaps",
+    "ptile", "nptiles", "nchunks", "per_chunk",
+    "parallel",
+])
+
+
+@njit(cache=True)
+def padded_extent(size, out_size, stride, pad_begin, kernel, dilation):
+    """Rows (or columns) of a padded input that hold the input and every tap of every output."""
+    return max(size + pad_begin, (out_size - 1) * stride + (kernel - 1) * dilation + 1)
+
+
+@njit(cache=True)
+def make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, kpad, kc, cp, icgp):
+    """The fields of a conv's `ConvPlan`, as a plain tuple; `kpad`, `kc`, `cp`, `icgp` depend on the precision.
+
+    Callers build the namedtuple themselves, `ConvPlan(*make_plan(...))`: Numba's parfor
+    lowering fails with a NameError when a prange body uses a namedtuple that was
+    returned by a function (numba 0.68), but accepts one constructed in the caller.
+    """
+    npix = n * oh * ow
+    ops = 2 * npix * kh * kw * kc * groups * npan * PANEL
+    parallel = run_parallel(ops)
+    ptile, nptiles, nchunks = plan_tiles(npix, groups, npan, ops, parallel)
+    return (npix, oh, ow, sh, sw, padded_extent(h, oh, sh, pt, kh, dh), padded_extent(wd, ow, sw, pl, kw, dw),
+            cp, icgp, oc // groups, oc, npan, kpad, kc, kh * kw, ptile, nptiles, nchunks, -(-npan // nchunks), parallel)
+
+
+@njit(cache=True)
+def task_bounds(task, plan):
+    """(group, first pixel, pixel count, rows rounded up to whole 6-row blocks, first panel, end panel)."""
+    g = task // (plan.nptiles * plan.nchunks)
+    t = (task // plan.nchunks) % plan.nptiles
+    pan0 = (task % plan.nchunks) * plan.per_chunk
+    pan1 = min(plan.npan, pan0 + plan.per_chunk)
+    p0 = t * plan.ptile
+    nrows = min(plan.ptile, plan.npix - p0)
+    return g, p0, nrows, -(-nrows // MAX_ROWS) * MAX_ROWS, pan0, pan1
+
+
+@njit(cache=True)
+def ntasks(plan, groups):
+    return groups * plan.nptiles * plan.nchunks

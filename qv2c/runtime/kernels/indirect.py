@@ -1,0 +1,127 @@
+"""Input preparation for the micro-kernels: zero padding, int16 widening, pixel and tap offsets.
+
+The micro-kernels (`microkernel.py`) read activations through offsets: output pixel p
+reads `xp[pixoff[p] + tapoff[t] + k]` for kernel tap t = (kh, kw) and channel k.  That
+needs an input in which every tap of every output pixel exists, so:
+
+- `pad_nhwc` copies an NHWC input into a zero-bordered buffer (fp32 convs with padding);
+- `pad_widen_s16` does the same for int8 while widening to int16 and subtracting the zero
+  point, so padding holds exactly 0 = (zx - zx).  It also pads each group's channels to an
+  even count, because the int8 kernel consumes channel *pairs* (`packing.pack_conv_i8` pads
+  the weights the same way).  Stride-1 1x1 convs need it too, just without the border.
+
+Then `tap_offsets` gives tapoff[t] = (kh*dh*Wp + kw*dw)*Cp and `pixel_offsets` gives
+pixoff[p] = ((n*Hp + oh*sh)*Wp + ow*sw)*Cp + g*ICgp for a run of output pixels.
+
+The kernel then reads `xp` in place ("indirect convolution"): no im2col copy at all.
+(A gathered im2col row per pixel was tried for convs with few channels per tap, like a
+first conv with C = 3, where the per-tap loop is short: it was no faster for fp32 and
+1.5x slower for int8, so it was removed.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _pad_row(x, pt, pl, xp, row):
+    """Row `row` (flat over N, Hp) of `pad_nhwc`."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    hp, wp = xp.shape[1], xp.shape[2]
+    b = row // hp
+    y = row - b * hp - pt
+    dst = xp[b, row - b * hp].reshape(wp * c)
+    if y < 0 or y >= h:
+        dst[:] = 0
+        return
+    dst[:pl * c] = 0
+    dst[(pl + w) * c:] = 0
+    src = x[b, y].reshape(w * c)
+    inner = dst[pl * c:(pl + w) * c]
+    for i in range(w * c):
+        inner[i] = src[i]
+
+
+@njit(parallel=True, cache=True)
+def pad_nhwc(x, pt, pl, xp, parallel):
+    """xp[n, pt + y, pl + x, :] = x[n, y, x, :]; the rest of `xp` (borders) = 0."""
+    rows = xp.shape[0] * xp.shape[1]
+    if parallel:
+        for row in prange(rows):
+            _pad_row(x, pt, pl, xp, row)
+    else:
+        for row in range(rows):
+            _pad_row(x, pt, pl, xp, row)
+
+
+@njit(cache=True)
+def _pad_widen_row(x, zx, pt, pl, groups, xp, row):
+    """Row `row` (flat over N, Hp) of `pad_widen_s16`."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    hp, wp, cp = xp.shape[1], xp.shape[2], xp.shape[3]
+    icg = c // groups
+    icp = cp // groups
+    z = np.int16(zx)
+    b = row // hp
+    y = row - b * hp - pt
+    dst = xp[b, row - b * hp].reshape(wp * cp)
+    if y < 0 or y >= h or icp != icg:
+        dst[:] = 0
+    if y < 0 or y >= h:
+        return
+    if icp == icg:
+        dst[:pl * cp] = 0
+        dst[(pl + w) * cp:] = 0
+        src = x[b, y].reshape(w * c)
+        inner = dst[pl * cp:(pl + w) * cp]
+        for i in range(w * c):
+            inner[i] = np.int16(src[i]) - z
+    else:
+        for xo in range(w):
+            s = x[b, y, xo]
+            d = dst[(pl + xo) * cp:(pl + xo + 1) * cp]
+            for g in range(groups):
+                for i in range(icg):
+                    d[g * icp + i] = np.int16(s[g * icg + i]) - z
+
+
+@njit(parallel=True, cache=True)
+def pad_widen_s16(x, zx, pt, pl, groups, xp, parallel):
+    """xp[n, pt + y, pl + x, g*ICgp + i] = int16(x[n, y, x, g*ICg + i]) - zx; borders and pad channels 0."""
+    rows = xp.shape[0] * xp.shape[1]
+    if parallel:
+        for row in prange(rows):
+            _pad_widen_row(x, zx, pt, pl, groups, xp, row)
+    else:
+        for row in range(rows):
+            _pad_widen_row(x, zx, pt, pl, groups, xp, row)
+
+
+@njit(cache=True)
+def tap_offsets(kh, kw, dh, dw, wp, cp):
+    """tapoff[kh_i * kw + kw_i] = (kh_i*dh*Wp + kw_i*dw) * Cp: offset of each kernel tap in the padded input."""
+    t = np.empty(kh * kw, np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            t[i * kw + j] = (i * dh * wp + j * dw) * cp
+    return t
+
+
+@njit(cache=True)
+def pixel_offsets(p0, count, oh, ow, sh, sw, hp, wp, cp, chan0, out):
+    """out[i] = offset in the padded input of the receptive field of output pixel p0 + i (i < count),
+    then repeated for the rest of `out` (rows a micro-kernel computes but does not store)."""
+    ohw = oh * ow
+    last = 0
+    for i in range(out.size):
+        if i < count:
+            p = p0 + i
+            n = p // ohw
+            rem = p - n * ohw
+            yo = rem // ow
+            xo = rem - yo * ow
+            last = ((n * hp + yo * sh) * wp + xo * sw) * cp + chan0
+        out[i] = last
+
