@@ -3,8 +3,9 @@
 For each layer, batch size and precision it times one kernel call of ours and one
 `run_with_iobinding` of a one-node onnxruntime model (fp32 `Conv`/`Gemm`; int8 as a QDQ
 graph that onnxruntime fuses into `QLinearConv`/`QGemm`, which the table reports), with
-`intra_op_num_threads=2`, and prints GFLOP/s (GOP/s for int8, one multiply-add = 2 ops)
-and the ratio ours / onnxruntime (> 1: we are faster).
+the same thread count on both sides (`intra_op_num_threads`, `numba.set_num_threads`),
+and prints GOP/s (2 ops per multiply-add, fp32 and int8 alike) and the ratio
+onnxruntime time / our time (> 1: we are faster).
 
 Fairness notes:
 - Ours reads NHWC activations and pre-packed weights (the layouts the compiled program
@@ -12,10 +13,13 @@ Fairness notes:
   optimisation levels EXTENDED and ALL (ALL adds its NCHWc/NHWC layout transforms, whose
   reorders a one-node model pays for) and the faster one is reported.
 - Convs have bias and no activation (our fused ReLU costs nothing measurable).
-- Times are medians of many calls after warm-up; the machine is shared, so expect
-  noise of 10-30 % between runs.  `best` columns report the minimum for reference.
+- Times are medians of many calls after warm-up (minimum in parentheses).  The machine
+  is shared with other jobs, so wall-clock numbers are noisy (often 10-30 %, worse for
+  tiny layers).  The second configuration runs both sides single-threaded and times
+  them with the process CPU clock, which a busy machine disturbs much less: it compares
+  the kernels themselves.
 
-Run:  .venv/bin/python benchmarks/kernels.py [--quick] [--write benchmarks/results/kernels.md]
+Run:  .venv/bin/python benchmarks/kernels.py [--quick] [--configs 2:wall,1:cpu] [--write PATH]
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from qv2c.runtime.kernels import conv_f32, conv_i8, depthwise, gemm, packing  # noqa: E402
 from qv2c.runtime.kernels.conv_f32 import conv_output_hw  # noqa: E402
 
+#: threads of the configuration being measured (set by `main`)
 THREADS = 2
 
 
@@ -77,19 +82,23 @@ LAYERS = [
 ]
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+
+
 def measure(fn, budget: float) -> tuple[float, float]:
     """(median, min) seconds per call of `fn` over about `budget` seconds (at least 15 calls)."""
     for _ in range(3):
         fn()
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
-    est = max(time.perf_counter() - t0, 1e-6)
+    est = max(clock() - t0, 1e-6)
     reps = int(min(5000, max(15, budget / est)))
     times = []
     for _ in range(reps):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return statistics.median(times), min(times)
 
 
@@ -241,24 +250,12 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short time budget per measurement")
-    ap.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
-    ap.add_argument("--only", default="", help="run layers whose name contains this text")
-    ap.add_argument("--write", default="", help="also write a markdown table to this path")
-    args = ap.parse_args(argv)
-    budget = 0.15 if args.quick else 0.6
-    import numba
-
-    numba.set_num_threads(THREADS)
-    header = ("| layer | batch | prec | ours GOP/s (best) | onnxruntime GOP/s (best) | ratio | onnxruntime op |\n"
-              "|---|---|---|---|---|---|---|")
+def run_table(batches, only: str, budget: float) -> list[str]:
+    """Measure every layer x batch x precision; print and return the markdown rows."""
     rows = []
-    print(header, flush=True)
-    for batch in (int(b) for b in args.batches.split(",")):
+    for batch in batches:
         for layer in LAYERS:
-            if args.only and args.only not in layer.name:
+            if only and only not in layer.name:
                 continue
             d = make_data(layer, batch)
             for prec, ours, model, x in (("fp32", our_fp32, ort_fp32_model, d.x32),
@@ -272,15 +269,47 @@ def main(argv=None) -> int:
                        f"{gop / omed:.1f} ({gop / omn:.1f}) | {omed / med:.2f} | {ops} |")
                 rows.append(row)
                 print(row, flush=True)
+    return rows
+
+
+HEADER = ("| layer | batch | prec | ours GOP/s (best) | onnxruntime GOP/s (best) | ratio | onnxruntime op |\n"
+          "|---|---|---|---|---|---|---|")
+
+
+def main(argv=None) -> int:
+    global THREADS, clock
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short time budget per measurement")
+    ap.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    ap.add_argument("--only", default="", help="run layers whose name contains this text")
+    ap.add_argument("--configs", default="2:wall,1:cpu",
+                    help="comma-separated THREADS:CLOCK runs, CLOCK wall or cpu (default 2:wall,1:cpu)")
+    ap.add_argument("--write", default="", help="also write the markdown tables to this path")
+    args = ap.parse_args(argv)
+    budget = 0.15 if args.quick else 0.6
+    import numba
+
+    batches = [int(b) for b in args.batches.split(",")]
+    sections = []
+    for config in args.configs.split(","):
+        threads, clock_name = config.split(":")
+        THREADS, clock = int(threads), CLOCKS[clock_name]
+        numba.set_num_threads(THREADS)
+        title = f"{THREADS} thread{'s' if THREADS > 1 else ''}, {clock_name}-clock medians"
+        print(f"\n## {title}\n\n{HEADER}", flush=True)
+        sections.append((title, run_table(batches, args.only, budget)))
     if args.write:
         with open(args.write, "w") as f:
             f.write("# Kernel benchmarks: qv2c Numba kernels vs onnxruntime\n\n")
-            f.write(f"CPU: `{cpu_model()}`, {THREADS} threads for both; numba {numba.__version__}, "
-                    f"onnxruntime {ort.__version__}.  Generated by `benchmarks/kernels.py`.\n\n")
-            f.write("Medians of repeated calls (minimum in parentheses); ratio = onnxruntime time / our time "
-                    "(> 1 means we are faster).  The machine is shared with other jobs: numbers are noisy "
-                    "(10-30 % run to run).\n\n")
-            f.write(header + "\n" + "\n".join(rows) + "\n")
+            f.write(f"CPU: `{cpu_model()}` ({os.cpu_count()} cores, AVX2+FMA, no AVX-512/VNNI); "
+                    f"numba {numba.__version__}, onnxruntime {ort.__version__}.  "
+                    "Generated by `benchmarks/kernels.py`.\n\n")
+            f.write("GOP/s = 2 x multiply-adds / time; medians of repeated calls (minimum in parentheses); "
+                    "ratio = onnxruntime time / our time (> 1: ours is faster).  The machine was shared with "
+                    "other jobs while measuring, so wall-clock numbers are noisy (often 10-30 %, more for tiny "
+                    "layers); the single-thread CPU-clock table is the steadier comparison of the kernels.\n")
+            for title, rows in sections:
+                f.write(f"\n## {title}\n\n{HEADER}\n" + "\n".join(rows) + "\n")
     return 0
 
 

@@ -37,7 +37,6 @@ from qv2c.runtime.kernels.convplan import ConvPlan, make_plan, ntasks, task_boun
 from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
 from qv2c.runtime.kernels.indirect import pad_nhwc, pixel_offsets, tap_offsets
 from qv2c.runtime.kernels.microkernel import PANEL, mk_f32_act, mk_f32_raw
-from qv2c.runtime.kernels.packing import PackedConv
 
 F32Epilogue = namedtuple("F32Epilogue", "lo32 hi32 has_res quant lo hi q_scale q_zp q_lo q_hi")
 
@@ -126,16 +125,3 @@ def conv_output_hw(h: int, w: int, kernel, strides, pads, dilations) -> tuple[in
     (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = kernel, strides, pads, dilations
     return ((h + pt + pb - dh * (kh - 1) - 1) // sh + 1, (w + pl + pr - dw * (kw - 1) - 1) // sw + 1)
 
-
-def run_conv_f32(x_nhwc: np.ndarray, packed: PackedConv, bias=None, strides=(1, 1), pads=(0, 0, 0, 0),
-                 dilations=(1, 1), act=(-np.inf, np.inf), residual=None, out=None) -> np.ndarray:
-    """Python convenience wrapper: allocate the NHWC output and call `conv2d_f32`."""
-    n, h, w, _ = x_nhwc.shape
-    oh, ow = conv_output_hw(h, w, packed.kernel, strides, pads, dilations)
-    if out is None:
-        out = np.empty((n, oh, ow, packed.out_channels), np.float32)
-    bias = np.zeros(packed.out_channels, np.float32) if bias is None else np.asarray(bias, np.float32)
-    res = out if residual is None else residual
-    conv2d_f32(x_nhwc, packed.data, bias, res, out, *packed.kernel, *strides, pads[0], pads[1], *dilations,
-               float(act[0]), float(act[1]), residual is not None)
-    return out

@@ -12,16 +12,17 @@ How it is computed, and why it is exact:
   correction term is needed; each group's channels are padded to an even count.
 - Weights are packed as int16 pairs (`packing.pack_conv_i8`); the micro-kernel
   (`microkernel.mk_s16_*`) multiplies int16 x int16 into int32 and adds pairs: one
-  `vpmaddwd` per 16 multiply-accumulates on AVX2 (`vpdpwssd` with AVX-512 VNNI).  A pair
-  sum is at most 2 * 255 * 128 in magnitude, so nothing saturates, unlike the
-  `vpmaddubsw` (u8 x s8 -> saturating s16) path that needs 7-bit weights to be safe.
+  `vpmaddwd` (+ `vpaddd`) per 16 multiply-accumulates on AVX2.  A pair sum is at most
+  2 * 255 * 128 in magnitude, so nothing saturates, unlike the `vpmaddubsw` (u8 x s8 ->
+  saturating s16) path, which is exact only with 7-bit weights.
 - Sums wrap modulo 2**32 only if the true sum leaves int32, which the reference
   interpreter rejects (`QV2CError`), so results are bit-exact.
 
 Layout, loop nest and task split are those of `conv_f32.py`: NHWC in and out, a prange
 over (group, pixel tile, panel chunk), 6 x 16 register tiles read in place through tap
-offsets, epilogue fused into the micro-kernel's store.  A partial last panel goes through an int32 scratch tile and the
-NumPy-level epilogues of `epilogue.py`, which define the same arithmetic.
+offsets, epilogue fused into the micro-kernel's store.  A partial last panel goes
+through an int32 scratch tile and the NumPy-level epilogues of `epilogue.py`, which
+define the same arithmetic.
 
 Epilogue modes: 0 requantize (`store_requant`), 1 requantize + residual `qv.qadd`
 (`store_requant_add`), 2 dequantize to fp32 (`store_dequant`).
@@ -44,7 +45,6 @@ from qv2c.runtime.kernels.microkernel import (
     mk_s16_requant,
     mk_s16_requant_add,
 )
-from qv2c.runtime.kernels.packing import PackedConv
 
 MODE_REQUANT = 0
 MODE_REQUANT_ADD = 1
@@ -158,17 +158,3 @@ def conv2d_i8_dequant(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, scale
     conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
                  MODE_DEQUANT, scale, fbias, res, has_res, 0, float(lo), float(hi), 0, 0.0, 0.0, 0, 1.0, 1.0, 1.0)
 
-
-def run_conv_i8(x_nhwc: np.ndarray, zx: int, packed: PackedConv, bias, mult, zy: int, bounds,
-                strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), out=None) -> np.ndarray:
-    """Python convenience wrapper around `conv2d_i8` (allocates the output, same dtype as `x_nhwc`)."""
-    from qv2c.runtime.kernels.conv_f32 import conv_output_hw
-
-    n, h, w, _ = x_nhwc.shape
-    oh, ow = conv_output_hw(h, w, packed.kernel, strides, pads, dilations)
-    if out is None:
-        out = np.empty((n, oh, ow, packed.out_channels), x_nhwc.dtype)
-    bias = np.zeros(packed.out_channels, np.int32) if bias is None else np.asarray(bias, np.int32)
-    conv2d_i8(x_nhwc, int(zx), packed.data, bias, out, *packed.kernel, *strides, pads[0], pads[1], *dilations,
-              np.asarray(mult, np.float32), int(zy), int(bounds[0]), int(bounds[1]))
-    return out

@@ -48,7 +48,7 @@ def make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan
     """
     npix = n * oh * ow
     ops = 2 * npix * kh * kw * kc * groups * npan * PANEL
-    parallel = run_parallel(ops)
+    parallel = run_parallel(ops, npix)
     ptile, nptiles, nchunks = plan_tiles(npix, groups, npan, ops, parallel)
     return (npix, oh, ow, sh, sw, padded_extent(h, oh, sh, pt, kh, dh), padded_extent(wd, ow, sw, pl, kw, dw),
             cp, icgp, oc // groups, oc, npan, kpad, kc, kh * kw, ptile, nptiles, nchunks, -(-npan // nchunks), parallel)

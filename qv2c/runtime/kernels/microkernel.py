@@ -15,9 +15,10 @@ Only target-independent IR is used, so LLVM picks instructions for the CPU it ru
 - fp32: `llvm.fmuladd` -> `vbroadcastss` + `vfmadd231ps` with AVX2+FMA, mul+add without FMA.
 - int8: activations arrive as int16 (x - zx) and weights as int16; `mul(sext a, sext b)`
   followed by "even lanes + odd lanes" is exactly `pmaddwd`, and the x86 backend emits
-  one `vpmaddwd` (AVX2), `pmaddwd` (SSE2) or `vpdpwssd` (AVX-512 VNNI, fusing the add) per
-  16 multiply-accumulates.  int16 x int16 pair sums cannot saturate (|x - zx| <= 255,
-  |w| <= 128), unlike the `vpmaddubsw` u8 x s8 path.
+  one `vpmaddwd` (AVX2; `pmaddwd` on SSE2) per 16 multiply-accumulates.  (For AVX-512
+  VNNI targets LLVM can fuse the add into `vpdpwssd`; in this loop LLVM 22 keeps
+  `vpmaddwd` + `vpaddd` for icelake-server.)  int16 x int16 pair sums cannot saturate
+  (|x - zx| <= 255, |w| <= 128), unlike the `vpmaddubsw` u8 x s8 path.
 
 Addressing ("indirect convolution"): the reduction runs over `ntaps` kernel taps and
 `kc` channels (fp32) or channel pairs (int16) per tap:
@@ -28,7 +29,9 @@ Addressing ("indirect convolution"): the reduction runs over `ntaps` kernel taps
 
 `rowoff` holds the start of each output pixel's receptive field in an NHWC (zero-padded)
 input, `tapoff` the offset of each (kh, kw) tap, so a 3x3 conv reads its input in place
-with no im2col copy; an im2col tile or a 1x1 conv is the case ntaps = 1, tapoff = [0].
+with no im2col copy; a 1x1 conv or a GEMM is the case ntaps = 1, tapoff = [0].  One call
+computes `nrows` rows: blocks of 6, then one tail block of height 4, 2 or 1 (6 for a
+tail of 5), so the per-call overhead is paid once per weight panel and pixel tile.
 
 Fused epilogues (all channel-vector operations on the register tile, stored with row
 stride `ldo`; rows r >= nvalid are computed but not stored):
@@ -41,7 +44,8 @@ stride `ldo`; rows r >= nvalid are computed but not stored):
     dequant      out = clamp(f32(acc + b) * S + fb (+ res), lo, hi)           fp32
 
 They are bit-identical to the NumPy-level definitions in `epilogue.py` (same float32
-operations in the same order, no contraction; `llvm.rint` is round-half-even).
+operations in the same order, no contraction; `llvm.rint` rounds half to even in the
+default rounding mode, like `np.rint`).
 
 Register budget for R = 6 (fp32): 12 accumulators + 2 weight vectors + 1 broadcast = 15
 of the 16 ymm registers; per step 6 broadcasts, 2 weight loads, 12 FMAs.  With R <= 3

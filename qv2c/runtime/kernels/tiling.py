@@ -23,14 +23,17 @@ MAX_TILE_ROWS = 96
 TARGET_TASKS = 16
 #: below this many operations (2 per multiply-add) a kernel runs serially (~50 us of work)
 PARALLEL_MIN_OPS = 4_000_000
+#: a GEMM with fewer rows than one micro-kernel block (batch-1 FC) streams its weights at
+#: roughly a third of the compute rate, so its operations count this many times over
+FEW_ROWS_WEIGHT = 3
 #: operations per task we aim for at least, so small parallel layers are not over-split
 MIN_TASK_OPS = 1_000_000
 
 
 @njit(cache=True)
-def run_parallel(ops):
-    """Whether a kernel doing `ops` operations should use its parallel loop."""
-    return ops >= PARALLEL_MIN_OPS
+def run_parallel(ops, rows=6):
+    """Whether a kernel doing `ops` operations over `rows` output pixels should use its parallel loop."""
+    return ops * (FEW_ROWS_WEIGHT if rows < 6 else 1) >= PARALLEL_MIN_OPS
 
 
 @njit(cache=True)

@@ -1,0 +1,254 @@
+"""`fuse`: group each anchor op (conv/gemm) with its epilogue into one `qv.fused` op.
+
+The code generator emits one kernel per group, and a test can see what was fused
+before any code exists. The groups are exactly what the hand-written kernels in
+`qv2c/runtime/kernels/` run in one call with their fused epilogue (`epilogue.py`):
+
+    before:  %c = qv.conv(%x, %w, %b) {...} : f32[1,8,4,4] loc("conv1")
+             %s = qv.add(%c, %skip) : f32[1,8,4,4]
+             %r = qv.relu(%s) : f32[1,8,4,4]
+    after:   %r = qv.fused(%x, %w, %b, %skip) {pattern = "qv.conv+qv.add+qv.relu"} : f32[1,8,4,4] loc("conv1") {
+               ^(%x.in : f32[1,8,4,4], %w.in : f32[8,8,3,3], %b.in : f32[8], %skip.in : f32[1,8,4,4]):
+               %c = qv.conv(%x.in, %w.in, %b.in) {...} : f32[1,8,4,4] loc("conv1")
+               %s = qv.add(%c, %skip.in) : f32[1,8,4,4]
+               %r.out = qv.relu(%s) : f32[1,8,4,4]
+               yield %r.out
+             }
+
+Groups ([...] = optional step; kernel entry points and epilogues in brackets):
+
+    fp32:  qv.conv | qv.gemm  [qv.add]  [qv.relu | qv.clip]  [qv.quantize]
+           [conv2d_f32(_quant), depthwise_f32(_quant), gemm_f32: store_f32 / store_f32_quant]
+    int8:  qv.qconv | qv.qgemm  [qv.qadd]
+           [conv2d_i8(_add), depthwise_i8(_add), gemm_i8: store_requant / store_requant_add]
+    int8:  qv.qconv | qv.qgemm  qv.dequantize  [qv.add]  [qv.relu | qv.clip]
+           [conv2d_i8_dequant, depthwise_i8_dequant, gemm_i8_dequant: store_dequant]
+    elementwise chain of >= 2 of qv.relu, qv.clip, qv.sigmoid, qv.quantize, qv.dequantize,
+           qv.requantize, qv.qclip on one tensor, not absorbed by an anchor (generated code)
+
+`gemm.py` has no entry point for gemm + quantize or qgemm + qadd; both run through
+`conv2d_f32_quant` / `conv2d_i8_add` on the [M, 1, 1, K] view `gemm.py` itself uses.
+
+Rules, and the kernel fact behind each:
+- Anchors are the ops whose weights the kernels pack at compile time: an fp32 conv or
+  gemm that is a quantizable layer (`layers.is_quantizable_layer`: constant weight; a
+  gemm without trans_a and with a per-column bias), or a `qv.qconv` / `qv.qgemm` with
+  a constant weight and `requant = "float"` (the kernels implement only the float
+  requantization; a "shift" layer is left as it is). Every anchor is wrapped, even
+  alone (pattern "qv.qconv"), so the code generator handles one op kind per kernel.
+- An op joins a group only if it is the only reader of the previous op's result and
+  that result is not a module output (the group's last result may be one).
+- The residual (`qv.add` / `qv.qadd`) must have the anchor result's shape (the kernel
+  reads it at the output's index) and comes before the activation: the kernel clamps
+  after adding it, as ResNet's relu(conv + shortcut). After a dequantize, it joins
+  only if the anchor's own `act` is "none", since the kernel has one clamp, after the
+  residual. A `qv.quantize` joins only if per tensor (one scale and zero point).
+- A lone elementwise op, pooling, concat, reshape, transpose and pad stay as they are.
+
+The fused op reads every outside value the group reads (first-use order, each once)
+and its body has one input per operand (named `<operand>.in`; the printer appends
+`_1`, ... when one value feeds several groups), the moved ops, and yields the last
+result. The fused op takes the last op's place, result name and readers (module
+outputs too), and the first op's ONNX node (the anchor's); the body's last result is
+renamed `<name>.out` so the printer keeps the original name for the fused result.
+The interpreter runs bodies op by op, so fusing changes no value. (The kernels'
+dequantize epilogue computes fp32 straight from the int32 accumulator, without the
+int8 rounding of the IR, so those groups match the IR within a tolerance, not bit
+for bit.) `fused_parts(op)` decodes a group for the code generator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from qv2c.ir.core import Graph, Module, Op, Value
+from qv2c.ir.printer import value_names
+from qv2c.ir.types import TensorType
+from qv2c.passes.layers import is_quantizable_layer
+from qv2c.passes.registry import register_pass
+
+FUSED = "qv.fused"
+FP32_ANCHORS = ("qv.conv", "qv.gemm")
+INT8_ANCHORS = ("qv.qconv", "qv.qgemm")
+ACTIVATIONS = ("qv.relu", "qv.clip")
+ELEMENTWISE = ("qv.relu", "qv.clip", "qv.sigmoid", "qv.quantize", "qv.dequantize", "qv.requantize", "qv.qclip")
+
+#: a step of a pattern: may `op` follow `prev` (the value it reads) in the group?
+Step = Callable[[Op, Value], bool]
+
+
+@register_pass("fuse")
+def run(module: Module) -> None:
+    """Wrap every anchor with its epilogue, and every elementwise chain of >= 2 ops, in a `qv.fused`."""
+    names = value_names(module)
+    for op in list(module.ops):
+        if op.parent is not module:  # already moved into a group
+            continue
+        group = _anchor_group(module, op) if is_anchor(op) else _elementwise_chain(module, op)
+        if group:
+            _wrap(module, group, names)
+
+
+def is_anchor(op: Op) -> bool:
+    """Whether `op` is a conv/gemm a kernel runs: weights packed at compile time, float requantization."""
+    if op.name in FP32_ANCHORS:
+        return is_quantizable_layer(op) and op.results[0].type.dtype == "f32"
+    if op.name in INT8_ANCHORS:
+        return op.operands[1].is_constant and op.attrs.get("requant", "float") == "float"
+    return False
+
+
+# -- matching -------------------------------------------------------------------------
+def _anchor_group(module: Module, anchor: Op) -> list[Op]:
+    group = [anchor]
+    if anchor.name in FP32_ANCHORS:
+        _extend(module, group, [_residual_add, _activation, _quantize])
+    elif not _extend(module, group, [_qadd]) and _extend(module, group, [_dequantize]):
+        # the kernel clamps once, after the residual: an anchor act before it cannot be kept
+        after = [_activation] if anchor.attrs.get("act", "none") != "none" else [_residual_add, _activation]
+        _extend(module, group, after)
+    return group
+
+
+def _elementwise_chain(module: Module, first: Op) -> list[Op]:
+    if first.name not in ELEMENTWISE:
+        return []
+    chain = [first]
+    while _extend(module, chain, [lambda op, prev: op.name in ELEMENTWISE]):
+        pass
+    return chain if len(chain) >= 2 else []
+
+
+def _extend(module: Module, group: list[Op], steps: list[Step]) -> bool:
+    """Append to `group` the next op of each optional step that matches, in order; True if any did."""
+    grew = False
+    for step in steps:
+        nxt = _sole_reader(module, group[-1].result)
+        if nxt is not None and step(nxt, group[-1].result):
+            group.append(nxt)
+            grew = True
+    return grew
+
+
+def _sole_reader(module: Module, v: Value) -> Op | None:
+    """The op reading `v`, if it is the only read and `v` is not a module output."""
+    if len(v.uses) != 1 or v in module.outputs:
+        return None
+    op = v.uses[0][0]
+    return op if op.parent is module and len(op.results) == 1 else None
+
+
+def _other_operand(op: Op, prev: Value) -> Value:
+    return op.operands[1] if op.operands[0] is prev else op.operands[0]
+
+
+def _residual_add(op: Op, prev: Value) -> bool:
+    return (op.name == "qv.add" and prev.type.dtype == "f32"
+            and _other_operand(op, prev).type.shape == prev.type.shape == op.result.type.shape)
+
+
+def _activation(op: Op, prev: Value) -> bool:
+    return op.name in ACTIVATIONS and prev.type.dtype == "f32"
+
+
+def _quantize(op: Op, prev: Value) -> bool:
+    q = op.result.type
+    return op.name == "qv.quantize" and q.dtype in ("u8", "i8") and q.quant is not None and not q.quant.per_channel
+
+
+def _qadd(op: Op, prev: Value) -> bool:
+    return op.name == "qv.qadd" and _other_operand(op, prev).type.shape == prev.type.shape == op.result.type.shape
+
+
+def _dequantize(op: Op, prev: Value) -> bool:
+    return op.name == "qv.dequantize"
+
+
+# -- rewriting --------------------------------------------------------------------------
+def _wrap(module: Module, group: list[Op], names: dict[int, str]) -> Op:
+    """Replace the ops of `group` (a chain in program order) by one `qv.fused` op holding them."""
+    inside = {id(r) for op in group for r in op.results}
+    outside: dict[int, Value] = {}
+    for op in group:
+        for v in op.operands:
+            if id(v) not in inside:
+                outside.setdefault(id(v), v)
+    operands = list(outside.values())
+    inputs = {id(v): Value(v.type, f"{names[id(v)]}.in") for v in operands}
+    last = group[-1].result
+    node = group[0].meta.get("onnx_node")
+    fused = Op(FUSED, operands, [last.type], {"pattern": "+".join(op.name for op in group)},
+               {"onnx_node": node} if node else None, result_names=[last.name])
+    module.insert_before(group[-1], fused)
+    last.replace_all_uses_with(fused.result)
+    module.outputs = [fused.result if v is last else v for v in module.outputs]
+    names[id(fused.result)] = names[id(last)]
+    last.name = f"{names[id(last)]}.out"
+    for op in group:
+        module.ops.remove(op)
+        for i, v in enumerate(op.operands):
+            if id(v) in inputs:
+                op.set_operand(i, inputs[id(v)])
+    fused.body = Graph(inputs.values(), group, [last])
+    return fused
+
+
+# -- decoding, for the code generator ---------------------------------------------------
+@dataclass(frozen=True)
+class FusedParts:
+    """What one `qv.fused` op computes, in the terms the kernel entry points take.
+
+    For an elementwise chain `anchor` is None and only `pattern`, `ops` and
+    `result_type` mean anything (its ops are rendered one by one).
+    """
+
+    #: e.g. "qv.qconv+qv.dequantize+qv.add+qv.relu"
+    pattern: str
+    #: the body ops, in order
+    ops: tuple[Op, ...]
+    #: the conv/gemm (qv.conv, qv.gemm, qv.qconv, qv.qgemm), first op of the body
+    anchor: Op | None
+    #: an int8 anchor's own `act` ("none", "relu", "relu6"), applied to its int8 result before
+    #: any qadd or dequantize; "none" for fp32 anchors
+    anchor_act: str
+    #: index into the fused op's operands (= body inputs) of the residual, or None
+    residual: int | None
+    #: the clamp after the residual: the absorbed qv.relu / qv.clip, or the qv.qadd's `act`:
+    #: "none" | "relu" | "relu6" | "clip"
+    activation: str
+    #: its bounds in real (fp32) units: none (-inf, inf), relu (0, inf), relu6 (0, 6), clip (min, max)
+    bounds: tuple[float, float]
+    #: "none" (output in the anchor's precision), "quantize" (fp32 -> int8), "dequantize" (int8 -> fp32)
+    boundary: str
+    #: the type the kernel writes (the fused op's result type)
+    result_type: TensorType
+
+
+def fused_parts(op: Op) -> FusedParts:
+    """Decode a `qv.fused` op built by this pass; raises ValueError for any other op."""
+    if op.name != FUSED or op.body is None or not op.body.ops:
+        raise ValueError(f"fused_parts needs a {FUSED} op with a body, got {op.location}")
+    ops = tuple(op.body.ops)
+    pattern = "+".join(o.name for o in ops)
+    anchor = ops[0] if ops[0].name in FP32_ANCHORS + INT8_ANCHORS else None
+    residual, activation, bounds, boundary = None, "none", (-math.inf, math.inf), "none"
+    if anchor is not None:
+        for prev, o in zip(ops, ops[1:]):
+            if o.name in ("qv.add", "qv.qadd"):
+                residual = op.body.inputs.index(_other_operand(o, prev.result))
+            if o.name == "qv.qadd":
+                activation = o.attrs.get("act", "none")
+                bounds = (0.0, math.inf) if activation == "relu" else bounds
+            elif o.name in ACTIVATIONS:
+                bounds = (0.0, math.inf) if o.name == "qv.relu" else (o.attrs["min"], o.attrs["max"])
+                activation = _activation_kind(bounds)
+            elif o.name in ("qv.quantize", "qv.dequantize"):
+                boundary = o.name.removeprefix("qv.")
+    anchor_act = anchor.attrs.get("act", "none") if anchor is not None and anchor.name in INT8_ANCHORS else "none"
+    return FusedParts(pattern, ops, anchor, anchor_act, residual, activation, bounds, boundary, op.result.type)
+
+
+def _activation_kind(bounds: tuple[float, float]) -> str:
+    return {(0.0, math.inf): "relu", (0.0, 6.0): "relu6", (-math.inf, math.inf): "none"}.get(bounds, "clip")
