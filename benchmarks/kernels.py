@@ -272,6 +272,9 @@ def run_table(batches, only: str, budget: float) -> list[str]:
     return rows
 
 
+#: everything after this line of the results file is hand-written analysis, kept on rewrite
+NOTES_MARKER = "<!-- notes: text below this line is kept when benchmarks/kernels.py rewrites the file -->"
+
 HEADER = ("| layer | batch | prec | ours GOP/s (best) | onnxruntime GOP/s (best) | ratio | onnxruntime op |\n"
           "|---|---|---|---|---|---|---|")
 
@@ -299,6 +302,12 @@ def main(argv=None) -> int:
         print(f"\n## {title}\n\n{HEADER}", flush=True)
         sections.append((title, run_table(batches, args.only, budget)))
     if args.write:
+        notes = ""
+        if os.path.exists(args.write):
+            with open(args.write) as f:
+                old = f.read()
+            if NOTES_MARKER in old:
+                notes = old[old.index(NOTES_MARKER):]
         with open(args.write, "w") as f:
             f.write("# Kernel benchmarks: qv2c Numba kernels vs onnxruntime\n\n")
             f.write(f"CPU: `{cpu_model()}` ({os.cpu_count()} cores, AVX2+FMA, no AVX-512/VNNI); "
@@ -310,6 +319,8 @@ def main(argv=None) -> int:
                     "layers); the single-thread CPU-clock table is the steadier comparison of the kernels.\n")
             for title, rows in sections:
                 f.write(f"\n## {title}\n\n{HEADER}\n" + "\n".join(rows) + "\n")
+            if notes:
+                f.write("\n" + notes)
     return 0
 
 

@@ -304,7 +304,7 @@ def test_depthwise_f32_matches_numpy(case, act, with_res, seed):
        seed=st.integers(0, 2**31))
 def test_depthwise_i8(case, signed, mode, seed):
     rng = np.random.default_rng(seed)
-    signed = signed and mode != "add"  # the residual epilogue is drawn with u8 tensors
+    signed = signed and mode == "requant"  # i8 inputs only here: each dtype combination is a separate JIT compile
     x, w, zx = int8_data(rng, case, signed)
     bias = rng.integers(-5000, 5000, case["c"]).astype(np.int32)
     mult = rng.uniform(1e-3, 5e-2, case["c"]).astype(np.float32)
@@ -370,10 +370,12 @@ def test_gemm_i8(m, k, n, signed, seed):
     out = np.empty((m, n), np.int8 if signed else np.uint8)
     gemm.gemm_i8(a, za, packing.pack_gemm_i8(wt).data, bias, out, mult, zy, qmin, qmax)
     np.testing.assert_array_equal(out.astype(np.int32), requantize_float(acc, mult, zy, qmin, qmax))
-    fb = rng.standard_normal(n).astype(np.float32)
-    outf = np.empty((m, n), np.float32)
-    gemm.gemm_i8_dequant(a, za, packing.pack_gemm_i8(wt).data, bias, outf, mult, fb, outf, False, -np.inf, np.inf)
-    assert_close(outf, acc.astype(np.float64) * mult + fb)
+    if not signed:  # (one dtype is enough for the dequantizing epilogue; each is a separate JIT compile)
+        fb = rng.standard_normal(n).astype(np.float32)
+        outf = np.empty((m, n), np.float32)
+        gemm.gemm_i8_dequant(a, za, packing.pack_gemm_i8(wt).data, bias, outf, mult, fb, outf, False,
+                             -np.inf, np.inf)
+        assert_close(outf, acc.astype(np.float64) * mult + fb)
 
 
 def test_gemm_parallel_panel_split():
@@ -406,6 +408,21 @@ def test_packing_rejects_bad_weights():
         packing.pack_conv_i8(np.zeros((4, 2, 3, 3), np.float32))
     with pytest.raises(ValueError, match="depthwise"):
         packing.pack_depthwise_f32(np.zeros((4, 2, 3, 3), np.float32))
+
+
+def test_kernels_reject_mismatched_arrays():
+    """A packed weight for another channel count must raise, not read out of bounds."""
+    x = np.zeros((1, 4, 4, 8), np.float32)
+    out = np.empty((1, 4, 4, 16), np.float32)
+    wrong = packing.pack_conv_f32(np.zeros((16, 6, 3, 3), np.float32)).data  # packed for 6 input channels
+    with pytest.raises(ValueError, match="reduction length"):
+        conv_f32.conv2d_f32(x, wrong, np.zeros(16, np.float32), out, out, 3, 3, 1, 1, 1, 1, 1, 1,
+                            -np.inf, np.inf, False)
+    dw_wrong = packing.pack_depthwise_f32(np.zeros((6, 1, 3, 3), np.float32)).data
+    out8 = np.empty((1, 4, 4, 8), np.float32)
+    with pytest.raises(ValueError, match="channels differ"):
+        depthwise.depthwise_f32(x, dw_wrong, np.zeros(8, np.float32), out8, out8, 1, 1, 1, 1, 1, 1,
+                                -np.inf, np.inf, False)
 
 
 def test_packed_int8_layout_interleaves_pairs():

@@ -12,9 +12,10 @@ Conventions shared by every kernel (details in each module's docstring):
 - Shapes, strides, pads, dilations, zero points and scales are runtime arguments, so
   one compiled specialisation per dtype combination serves every layer.
 - The kernels are `@njit(cache=True)`; parallel ones use `prange` over independent
-  output tiles (`tiling.py`).  The fp32/int8 GEMM cores are register-blocked LLVM IR
-  micro-kernels (`microkernel.py`) emitting only target-independent IR, so they are
-  correct on any x86-64 (and beyond) and fast with AVX2/FMA, AVX-512 or VNNI.
+  output tiles (`tiling.py`), small layers run serially.  The conv/GEMM/depthwise cores
+  are register-blocked LLVM-IR micro-kernels (`microkernel.py`) written in
+  target-independent IR: LLVM selects FMA / `vpmaddwd` on AVX2 hosts, and the tests also
+  pass with SSE2-only code generation (`NUMBA_CPU_NAME=x86-64`).
 
 Modules: conv_f32, conv_i8, depthwise, gemm (entry points); packing, layout (data
 preparation); microkernel, indirect, epilogue, convplan, tiling (building blocks);

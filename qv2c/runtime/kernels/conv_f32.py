@@ -33,7 +33,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
-from qv2c.runtime.kernels.convplan import ConvPlan, make_plan, ntasks, task_bounds
+from qv2c.runtime.kernels.convplan import ConvPlan, check_conv_args, make_plan, ntasks, task_bounds
 from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
 from qv2c.runtime.kernels.indirect import pad_nhwc, pixel_offsets, tap_offsets
 from qv2c.runtime.kernels.microkernel import PANEL, mk_f32_act, mk_f32_raw
@@ -79,6 +79,7 @@ def conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, 
     oh, ow, oc = out.shape[1], out.shape[2], out.shape[3]
     groups, npan, k = w.shape[0], w.shape[1], w.shape[2]
     icg = c // groups
+    check_conv_args(x, out, bias, res, has_res, kh, kw, groups, npan, k, icg)
     plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, k, icg, c, icg))
     if plan.hp == h and plan.wp == wd and pt == 0 and pl == 0:
         xp = x
@@ -103,8 +104,9 @@ def conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, 
 def conv2d_f32(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, has_res):
     """out = clamp(conv(x, w) + bias (+ res), lo, hi); NHWC fp32 in and out.
 
-    x f32[N,H,W,C]; w = `pack_conv_f32(...).data`; bias f32[OC]; res f32[N,OH,OW,OC] or any f32
-    array when `has_res` is False; out f32[N,OH,OW,OC] (its shape gives OH, OW).  kh, kw: kernel;
+    x f32[N,H,W,C]; w = `pack_conv_f32(...).data`; bias f32[OC]; res f32[N,OH,OW,OC] (may be
+    `out` itself) or any f32 array when `has_res` is False; out f32[N,OH,OW,OC] (its shape gives
+    OH, OW), not overlapping x.  All arrays C-contiguous; mismatched shapes raise ValueError.  kh, kw: kernel;
     sh, sw: strides; pt, pl: top/left pads (bottom/right follow from OH, OW); dh, dw: dilations;
     lo, hi: activation clamp (-inf/inf for none, 0/inf relu, 0/6 relu6).
     """

@@ -35,7 +35,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
-from qv2c.runtime.kernels.convplan import ConvPlan, make_plan, ntasks, task_bounds
+from qv2c.runtime.kernels.convplan import ConvPlan, check_conv_args, make_plan, ntasks, task_bounds
 from qv2c.runtime.kernels.epilogue import store_dequant, store_requant, store_requant_add
 from qv2c.runtime.kernels.indirect import pad_widen_s16, pixel_offsets, tap_offsets
 from qv2c.runtime.kernels.microkernel import (
@@ -106,6 +106,7 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
     groups, npan, kp = w.shape[0], w.shape[1], w.shape[2]
     icg = c // groups
     icp = icg + icg % 2
+    check_conv_args(x, out, bias, res, has_res, kh, kw, groups, npan, 2 * kp, icp)
     plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, 2 * kp, icp // 2,
                                groups * icp, icp))
     xp = np.empty((n, plan.hp, plan.wp, groups * icp), np.int16)

@@ -39,6 +39,25 @@ def padded_extent(size, out_size, stride, pad_begin, kernel, dilation):
 
 
 @njit(cache=True)
+def check_conv_args(x, out, bias, res, has_res, kh, kw, groups, npan, kpad, icgp):
+    """Raise ValueError unless the arrays fit together (a mismatch would read or write out of bounds).
+
+    `kpad` is the packed reduction length, `icgp` the input channels per group as packed
+    (padded to even for int8).  The compiler validates shapes earlier with proper
+    QV2CErrors; this is the kernels' own guard against a wrongly wired call.
+    """
+    n, c, oc = x.shape[0], x.shape[3], out.shape[3]
+    if groups < 1 or c % groups or oc % groups:
+        raise ValueError("conv kernel: channels are not divisible by the packed weight's groups")
+    if kpad != kh * kw * icgp:
+        raise ValueError("conv kernel: packed weight reduction length != KH * KW * input channels per group")
+    if oc // groups > npan * PANEL or out.shape[0] != n or bias.size < oc:
+        raise ValueError("conv kernel: output channels / batch / bias do not match the packed weight")
+    if has_res and res.size != out.size:
+        raise ValueError("conv kernel: residual must have the output's shape")
+
+
+@njit(cache=True)
 def make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, kpad, kc, cp, icgp):
     """The fields of a conv's `ConvPlan`, as a plain tuple; `kpad`, `kc`, `cp`, `icgp` depend on the precision.
 

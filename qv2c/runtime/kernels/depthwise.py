@@ -131,6 +131,16 @@ DwPlan = namedtuple("DwPlan", "h wd c oh ow kh kw sh sw pt pl dh dw xa xb c16 c8
 
 
 @njit(cache=True)
+def _check_args(x, w, out, bias, res, has_res):
+    """Raise ValueError unless the arrays fit together (a mismatch would read or write out of bounds)."""
+    c = x.shape[3]
+    if w.shape[2] != c or out.shape[3] != c or out.shape[0] != x.shape[0] or bias.size < c:
+        raise ValueError("depthwise kernel: input, packed weight, output and bias channels differ")
+    if has_res and res.size != out.size:
+        raise ValueError("depthwise kernel: residual must have the output's shape")
+
+
+@njit(cache=True)
 def _dw_plan(x, out, kh, kw, sh, sw, pt, pl, dh, dw):
     """Fields of the `DwPlan` (a tuple; see `convplan.make_plan` for why callers build the namedtuple)."""
     h, wd, c = x.shape[1], x.shape[2], x.shape[3]
@@ -174,6 +184,7 @@ def _row_f32(row, q, ep, xf, tapoff, wf, bias, resf, outf):
 def depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res,
                        quant, q_scale, q_zp, q_lo, q_hi):
     """x f32[N,H,W,C]; w f32[KH,KW,C]; out f32 (or u8/i8 with `quant`) [N,OH,OW,C]."""
+    _check_args(x, w, out, bias, res, has_res)
     kh, kw = w.shape[0], w.shape[1]
     q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, pt, pl, dh, dw))
     xf = x.reshape(x.size)
@@ -263,6 +274,7 @@ def _row_i8(row, q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, re
 def depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
                       mode, mult, fbias, res, has_res, zy, lo, hi, z1, lo1, hi1, zr, sr, s1, sy):
     """x u8/i8 [N,H,W,C]; w int16[KH,KW,C]; bias int32[C]; epilogue `mode` as in `conv_i8.conv_i8_core`."""
+    _check_args(x, w, out, bias, res, has_res)
     kh, kw = w.shape[0], w.shape[1]
     q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, pt, pl, dh, dw))
     xf = x.reshape(x.size)

@@ -27,19 +27,31 @@ def _as_pixels(a):
 
 
 @njit(cache=True)
+def _pointwise(a):
+    """The geometry (kh, kw, sh, sw, pt, pl, dh, dw) of a 1x1 conv, as runtime int64 values.
+
+    Passing literal 1s and 0s instead would make Numba compile a separate, constant-folded
+    copy of the whole conv driver for the GEMM entry points (10+ s of extra JIT time each);
+    values derived from the input keep the conv entry points' compiled code shared.
+    """
+    one = a.ndim // a.ndim
+    return one, one, one, one, one - 1, one - 1, one, one
+
+
+@njit(cache=True)
 def gemm_f32(a, w, bias, res, out, lo, hi, has_res):
     """out[M, N] = clamp(a @ W^T + bias (+ res), lo, hi); a, res, out fp32 row-major; w packed."""
-    conv2d_f32(_as_pixels(a), w, bias, _as_pixels(res), _as_pixels(out), 1, 1, 1, 1, 0, 0, 1, 1, lo, hi, has_res)
+    conv2d_f32(_as_pixels(a), w, bias, _as_pixels(res), _as_pixels(out), *_pointwise(a), lo, hi, has_res)
 
 
 @njit(cache=True)
 def gemm_i8(a, za, w, bias, out, mult, zy, lo, hi):
     """out[M, N] (u8/i8) = clip(rint(f32(sum_k (a - za) * W + bias) * mult[n]) + zy, lo, hi)."""
-    conv2d_i8(_as_pixels(a), za, w, bias, _as_pixels(out), 1, 1, 1, 1, 0, 0, 1, 1, mult, zy, lo, hi)
+    conv2d_i8(_as_pixels(a), za, w, bias, _as_pixels(out), *_pointwise(a), mult, zy, lo, hi)
 
 
 @njit(cache=True)
 def gemm_i8_dequant(a, za, w, bias, out, scale, fbias, res, has_res, lo, hi):
     """out[M, N] fp32 = clamp(f32(sum_k (a - za) * W + bias) * scale[n] + fbias[n] (+ res), lo, hi)."""
-    conv2d_i8_dequant(_as_pixels(a), za, w, bias, _as_pixels(out), 1, 1, 1, 1, 0, 0, 1, 1,
+    conv2d_i8_dequant(_as_pixels(a), za, w, bias, _as_pixels(out), *_pointwise(a),
                       scale, fbias, _as_pixels(res), has_res, lo, hi)

@@ -4,8 +4,8 @@ A task is (group, tile of `ptile` consecutive output pixels, chunk of weight pan
 Within a task every panel of the chunk sweeps the tile in 6-row register blocks, so a
 weight panel (K x 16) is loaded from L2 once per tile and reused from L1 by each block;
 bigger tiles mean more reuse.  The layer needs a few tasks per thread for balance under
-prange's static schedule, and small layers (an 8x8 ResNet stage at batch 1, an FC layer
-with one row) have few pixels, so they are split across panel chunks too.
+prange's static schedule; layers with few pixels (an 8x8 ResNet stage at batch 1, an FC
+layer) keep tiles of at least 48 pixels and are split across panel chunks instead.
 
 Very small layers run serially: a parallel region costs ~10 us to fork and join (more
 on a loaded machine), which is more than such a layer gains from a second thread.
@@ -17,6 +17,10 @@ from numba import njit
 
 #: largest pixel tile (rows); a multiple of the micro-kernel height (6)
 MAX_TILE_ROWS = 96
+#: smallest pixel tile we cut a layer into before splitting its weight panels instead:
+#: every pixel tile streams all its panels' weights once, so for layers with few pixels and
+#: many weights (FC layers, late 4x4 / 7x7 stages) splitting the panels is cheaper
+MIN_TILE_ROWS = 48
 #: tasks we aim for at most.  A constant rather than a multiple of `numba.get_num_threads()`:
 #: calling that inside a kernel makes Numba refuse to cache it (it embeds a ctypes pointer).
 #: 16 balances 1, 2, 4 or 8 threads under prange's static schedule.
@@ -41,7 +45,7 @@ def plan_tiles(npix, groups, panels, ops, parallel):
     """(ptile, nptiles, nchunks) for `npix` output pixels, `groups` groups of `panels` weight panels."""
     target = max(2, min(TARGET_TASKS, ops // MIN_TASK_OPS)) if parallel else 1
     per_group = max(1, -(-target // groups))
-    ptile = -(-npix // per_group)
+    ptile = max(-(-npix // per_group), min(npix, MIN_TILE_ROWS))
     ptile = max(6, min(MAX_TILE_ROWS, -(-ptile // 6) * 6))
     nptiles = -(-npix // ptile)
     nchunks = 1
