@@ -50,15 +50,34 @@ def count_evaluations(monkeypatch):
 
 
 # -- QuantuneV2 ---------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["quantunev2", "quantunev2-local"])
-def test_quantunev2_runs_two_inferences_per_batch(method, count_evaluations):
+def test_quantunev2_runs_two_inferences_per_batch(count_evaluations):
     ctx = context(count=5, batch=2)  # 3 batches, the last one padded
-    ranking = rank_layers(method, ctx)
+    ranking = rank_layers("quantunev2", ctx)
     assert ranking.inferences == 2
     assert len(count_evaluations) == 2 * 3
     fp32_runs = [m for m in count_evaluations if m is ctx.module]
     assert len(fp32_runs) == 3  # one fp32 and one int8 run per batch
     assert len({id(m) for m in count_evaluations if m is not ctx.module}) == 1  # one int8 module, built once
+
+
+def test_quantunev2_local_runs_fp32_once_and_each_int8_layer_once_per_batch(count_evaluations, monkeypatch):
+    """The local variant's second pass runs every int8 layer once per batch on the fp32
+    run's input: the work of one int8 inference, without chaining the layers."""
+    isolated = []
+    real = quantunev2._isolated_int8_output
+
+    def counting(op, int_input, x):
+        isolated.append(op)
+        return real(op, int_input, x)
+
+    monkeypatch.setattr(quantunev2, "_isolated_int8_output", counting)
+    ctx = context(count=5, batch=2)
+    ranking = rank_layers("quantunev2-local", ctx)
+    assert ranking.inferences == 2
+    assert len(count_evaluations) == 3 and all(m is ctx.module for m in count_evaluations)
+    layers = len(ranking.records)
+    assert len(isolated) == 3 * layers
+    assert len({id(op) for op in isolated}) == layers
 
 
 def test_quantunev2_records_every_metric_and_orders_by_score():
