@@ -10,8 +10,11 @@ its number of inferences over the calibration set.
 
 Data: ImageNet models calibrate on the last 100 images of imagenet_val_1300 and are
 evaluated on the first 1200; CIFAR-10 models calibrate on 100 training images (every
-500th) and are evaluated on the first `--cifar-eval` test images. Everything runs
-through qv2c's NumPy reference interpreter. Results are cached per configuration in
+500th) and are evaluated on the first `--cifar-eval` test images. Sensitivity
+analyses (calibration, rankings, leave-one-out's N+1 inferences) run through qv2c's
+NumPy reference interpreter, so every method's list time is measured on the same
+engine; the top-1 evaluations run the compiled program on the Numba backend
+(`boundary+fuse`, whose int8 outputs are bit-identical to the interpreter's). Results are cached per configuration in
 benchmarks/results/accuracy_cache/<model>.json (one file per model, so models can run
 in parallel processes), so an interrupted run resumes; a run over all models whose
 results are cached only rebuilds benchmarks/results/accuracy.{md,json}. onnxruntime
@@ -24,35 +27,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import (  # noqa: E402 (benchmarks/ is a folder of scripts, not a package)
+    RESULTS,
+    calibration_images,
+    cpu_model,
+    onnxruntime_model_path,
+    onnxruntime_quantized,
+    onnxruntime_session,
+)
+
 from qv2c.api import load_canonical
 from qv2c.datasets import load_eval_set, model_info, model_path, top1
-from qv2c.ir.interpreter import evaluate
+from qv2c.passes import run_pipeline
 from qv2c.passes.calibrate import calibrate
 from qv2c.passes.calibration_data import make_calibration_set
 from qv2c.passes.layers import layer_name, quantizable_layers
 from qv2c.passes.realize_quant import QuantScheme, realize_quant
 from qv2c.passes.sensitivity import METHODS, SensitivityContext, rank_layers
+from qv2c.runtime.executable import Executable
 
-RESULTS = Path(__file__).parent / "results"
 CACHE_DIR = RESULTS / "accuracy_cache"
 KS = (1, 2, 3, 5, 10)
 MAX_K_SEARCH = 15
 ALL_MODELS = ["mobilenetv2", "squeezenet1.1", "cifar10_resnet18v1", "cifar10_resnet50v1", "cifar10_squeezenet1_1",
               "cifar10_vgg16", "cifar10_mobilenetv2"]
 SCHEMES = ["per-channel/float", "per-tensor/float"]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 class Cache:
@@ -71,36 +78,25 @@ class Cache:
 
 
 def run_batches(module, x: np.ndarray) -> np.ndarray:
-    """Outputs of `module` (fixed batch b) over all rows of x, padding the last batch."""
+    """Outputs of `module` (fixed batch b) over all rows of x, padding the last batch, run as a
+    fused Numba program (the `fuse` pass rewrites `module` in place)."""
     b = module.inputs[0].type.shape[0]
-    name = module.inputs[0].name
+    name, out = module.inputs[0].name, module.outputs[0].name
+    exe = Executable(run_pipeline(module, ["fuse"]))
     outs = []
     for start in range(0, len(x), b):
         idx = np.minimum(np.arange(start, start + b), len(x) - 1)
-        env = evaluate(module, {name: x[idx]}, free_dead=True)
-        outs.append(env[id(module.outputs[0])][: min(b, len(x) - start)])
+        outs.append(exe.run({name: x[idx]})[out][: min(b, len(x) - start)])
     return np.concatenate(outs)
 
 
 def onnxruntime_int8_top1(path: str, calib: np.ndarray, scheme: str, x: np.ndarray, y: np.ndarray,
                           label_offset: int, batch: int) -> float:
-    import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
-
-        def get_next(self):
-            return next(self.items, None)
-
+    """Top-1 of onnxruntime's `quantize_static` model (QDQ, `scheme`'s weight granularity), one thread."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "q.onnx")
-        quantize_static(path, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=scheme.startswith("per-channel"),
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        session = ort.InferenceSession(out, options, providers=["CPUExecutionProvider"])
+        onnxruntime_quantized(path, out, calib, per_channel=scheme.startswith("per-channel"))
+        session = onnxruntime_session(out, threads=1)
         logits = np.concatenate([session.run(None, {"input": x[i:i + batch]})[0] for i in range(0, len(x), batch)])
     return top1(logits, y, label_offset)
 
@@ -109,13 +105,12 @@ def experiment(name: str, schemes: list[str], methods: list[str], cifar_eval: in
     cache = Cache(CACHE_DIR / f"{name}.json")
     info = model_info(name)
     path = str(model_path(name))
-    ort_path = str(model_path(f"{name}_folded")) if info.dataset == "cifar10" else path
+    ort_path = str(onnxruntime_model_path(name))
+    calib = calibration_images(name, 100)
     if info.dataset == "imagenet":
-        calib, _ = load_eval_set(name, indices=slice(1200, 1300))
         x, y = load_eval_set(name, indices=slice(0, 1200))
         analysis_batch, eval_batch = 1, 1
     else:
-        calib, _ = load_eval_set(name, split="train", indices=range(0, 50000, 500))
         x, y = load_eval_set(name, limit=cifar_eval)
         analysis_batch, eval_batch = 20, 50
     analysis = load_canonical(path, analysis_batch)
@@ -126,7 +121,8 @@ def experiment(name: str, schemes: list[str], methods: list[str], cifar_eval: in
     calib_seconds = time.perf_counter() - start
     layers = [layer_name(op) for op in quantizable_layers(runtime)]
     prefix = f"{name}|{len(y)}"
-    fp32 = cache.get(f"{prefix}|fp32", lambda: top1(run_batches(runtime, x), y, info.label_offset))
+    fp32 = cache.get(f"{prefix}|fp32", lambda: top1(run_batches(load_canonical(path, eval_batch), x), y,
+                                                                info.label_offset))
     row = {"model": name, "layers": len(layers), "eval_images": len(y), "calibration_images": len(calib),
            "calibration_seconds": calib_seconds, "fp32_top1": fp32, "schemes": {}}
     print(f"{name}: {len(layers)} layers, fp32 {fp32:.2f}", flush=True)
@@ -195,7 +191,7 @@ def _ranking(method: str, ctx: SensitivityContext) -> dict:
 
 
 def write_report(rows: list[dict], methods: list[str]) -> None:
-    meta = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "engine": "qv2c reference interpreter"}
+    meta = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "engine": "rankings: qv2c reference interpreter; top-1: qv2c Numba backend (boundary+fuse)"}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "accuracy.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# Mixed-precision accuracy: QuantuneV2 vs baselines\n\nCPU: {meta['cpu']}, {meta['date']}. "

@@ -9,32 +9,28 @@ ImageNet models on all 1300 images of imagenet_val_1300, the CIFAR-10 zoo on all
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-import qv2c
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, cpu_model  # noqa: E402 (benchmarks/ is a folder of scripts, not a package)
+
+import qv2c  # noqa: E402
 from qv2c.datasets import iter_eval_batches, model_info, model_path, top1
 
 MODELS = ["squeezenet1.1", "mobilenetv2", "cifar10_resnet18v1", "cifar10_resnet50v1", "cifar10_squeezenet1_1",
           "cifar10_vgg16", "cifar10_mobilenetv2"]
-RESULTS = Path(__file__).parent / "results"
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def evaluate(name: str) -> dict:
     info = model_info(name)
     path = str(model_path(name))
     batch = 50 if info.dataset == "cifar10" else 1
-    model = qv2c.compile(path, precision="fp32", batch_size=batch)
+    model = qv2c.compile(path, precision="fp32", batch_size=batch, backend="reference")
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

@@ -9,8 +9,11 @@ Steps (each in its own module; this file only wires them together):
 2. calibrate activation ranges on the calibration set (`passes/calibrate.py`);
 3. rank layers by sensitivity (`passes/sensitivity/`, QuantuneV2 by default);
 4. choose the fp32 layers (`passes/assign_precision.py`);
-5. rewrite the model into mixed int8/fp32 (`passes/realize_quant.py`);
-6. wrap it in a `CompiledModel` that runs on the chosen backend.
+5. rewrite the model into mixed int8/fp32 (`passes/realize_quant.py`) and, with the
+   default placement "boundary+fuse", group each conv/gemm with its epilogue (`passes/fuse.py`);
+6. wrap it in a `CompiledModel` that runs on the chosen backend: "numba" (generated
+   code over the kernels of `qv2c/runtime/`, built on first use) or "reference" (the
+   NumPy interpreter).
 Analysis runs on a copy of the model imported at a batch size suited to the
 calibration set; the returned program is imported at the user's `batch_size`.
 """
@@ -36,6 +39,9 @@ from qv2c.passes.realize_quant import PLACEMENTS, QuantScheme, realize_quant
 from qv2c.passes.sensitivity import METHODS, Ranking, SensitivityContext, rank_layers
 
 PRECISIONS = ("mixed", "int8", "fp32")
+BACKENDS = ("numba", "reference")
+#: "boundary+fuse" is realize-quant's "boundary" placement followed by the `fuse` pass
+API_PLACEMENTS = ("boundary+fuse", *PLACEMENTS)
 
 
 @dataclass
@@ -48,10 +54,25 @@ class CompiledModel:
     sensitivity: Ranking | None = None
     ranges: Ranges | None = None
     backend: str = "reference"
+    _executable: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def ir(self) -> str:
         return str(self.module)
+
+    @property
+    def executable(self):
+        """The Numba program (`qv2c.runtime.executable.Executable`), built on first use."""
+        if self._executable is None:
+            from qv2c.runtime.executable import Executable
+
+            self._executable = Executable(self.module)
+        return self._executable
+
+    @property
+    def source(self) -> str:
+        """The generated Python source the "numba" backend runs (one kernel call per line)."""
+        return self.executable.source
 
     @property
     def input_names(self) -> list[str]:
@@ -70,7 +91,7 @@ class CompiledModel:
         b = self.batch_size
         ranks = {v.name: v.type.rank for v in self.module.inputs}
         if set(feeds) != set(ranks) or any(a.ndim != ranks[k] for k, a in feeds.items()):
-            return interpret(self.module, feeds)  # let the interpreter report the name/shape error
+            return self._execute(feeds)  # let the backend report the name/shape error
         counts = sorted({a.shape[0] for a in feeds.values()})
         if len(counts) > 1:
             raise InputError(f"inputs hold different numbers of samples {counts}; give every input the same count")
@@ -78,12 +99,18 @@ class CompiledModel:
         if n == 0:
             raise InputError("got 0 samples; pass at least one")  # there would be no chunk to take shapes from
         if n == b:
-            return interpret(self.module, feeds)
+            return self._execute(feeds)
         chunks: list[dict[str, np.ndarray]] = []
         for start in range(0, n, b):
             idx = np.minimum(np.arange(start, start + b), n - 1)
-            chunks.append({k: v[:min(b, n - start)] for k, v in interpret(self.module, {k: a[idx] for k, a in feeds.items()}).items()})
+            chunks.append({k: v[:min(b, n - start)] for k, v in self._execute({k: a[idx] for k, a in feeds.items()}).items()})
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+    def _execute(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One batch on the chosen backend."""
+        if self.backend == "numba":
+            return self.executable.run(feeds)
+        return interpret(self.module, feeds)
 
     def __call__(self, inputs):
         """Like `run`, but a one-output model returns the array itself."""
@@ -123,8 +150,8 @@ def compile(  # noqa: A001 - the public name the project promises
     keep_fp32: tuple[str, ...] | list[str] = (),
     force_int8: tuple[str, ...] | list[str] = (),
     batch_size: int = 1,
-    placement: str = "boundary",
-    backend: str = "reference",
+    placement: str = "boundary+fuse",
+    backend: str = "numba",
     analysis_batch: int | None = None,
     seed: int = 0,
 ) -> CompiledModel:
@@ -138,20 +165,19 @@ def compile(  # noqa: A001 - the public name the project promises
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if backend not in ("reference",):
-        raise ConfigError(f"backend must be 'reference', not {backend!r}")
+    _check_choice("backend", backend, BACKENDS)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int, not {batch_size!r}")
     scheme = QuantScheme(weight_granularity, scale_kind)
     _check_choice("method", method, METHODS)  # before any work, and even where the option goes unused
     _check_choice("calibration_method", calibration_method, OBSERVERS)
-    _check_choice("placement", placement, PLACEMENTS)
+    _check_choice("placement", placement, API_PLACEMENTS)
     request = PrecisionRequest(precision, fp32_layers, max_accuracy_drop, _layer_names(keep_fp32), _layer_names(force_int8))
     runtime = load_canonical(model, batch_size)
     layers = [layer_name(op) for op in quantizable_layers(runtime)]
     request.check(layers, validation)  # also for "fp32", so a misspelt keep_fp32 never passes silently
     if precision == "fp32":
-        return CompiledModel(runtime, dict.fromkeys(layers, "fp32"), backend=backend)
+        return CompiledModel(_placed(runtime, placement), dict.fromkeys(layers, "fp32"), backend=backend)
 
     probe = make_calibration_set(runtime, calibration)
     batch = analysis_batch or _analysis_batch(probe.count, runtime)
@@ -172,13 +198,19 @@ def compile(  # noqa: A001 - the public name the project promises
         ranking = rank_layers(method, SensitivityContext(analysis, data, batch, ranges, scheme, seed))
 
     def build(int8_layers: set[str]) -> CompiledModel:
-        mixed = realize_quant(runtime, int8_layers, ranges, scheme, placement).module
+        mixed = realize_quant(runtime, int8_layers, ranges, scheme, placement.removesuffix("+fuse")).module
+        _placed(mixed, placement)
         precision_map = {n: ("int8" if n in int8_layers else "fp32") for n in layers}
         return CompiledModel(mixed, precision_map, ranking, ranges, backend)
 
     fp32_model = CompiledModel(runtime, backend=backend) if max_accuracy_drop is not None else None
     int8_layers = assign_precision(request, layers, ranking, build, fp32_model, validation, label_offset)
     return build(int8_layers)
+
+
+def _placed(module: Module, placement: str) -> Module:
+    """`module` after the `fuse` pass when `placement` asks for it (in place; returns it)."""
+    return run_pipeline(module, ["fuse"]) if placement.endswith("+fuse") else module
 
 
 def _layer_names(names) -> tuple[str, ...] | str:

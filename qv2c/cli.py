@@ -6,13 +6,16 @@
 MODEL is an ONNX path or a name from `qv2c.datasets.MODELS` (which also tells the
 command which labelled images to calibrate and evaluate on). For an arbitrary ONNX
 file, pass calibration samples as a .npy array [n, ...] (float32, preprocessed).
-Prints the precision of every layer, the sensitivity ranking, and (for named
+Prints the precision of every layer, the sensitivity ranking, the latency of one
+batch (median of `--runs`; `--profile` adds the slowest kernels), and (for named
 models) top-1 of fp32 and of the compiled program on the evaluation images.
+`--show-source` prints the generated program (Numba backend), `--show-ir` the IR.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,9 +26,9 @@ from qv2c.errors import ConfigError, QV2CError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from qv2c.api import PRECISIONS
+    from qv2c.api import API_PLACEMENTS, BACKENDS, PRECISIONS
     from qv2c.passes.calibrate import OBSERVERS
-    from qv2c.passes.realize_quant import GRANULARITIES, PLACEMENTS, SCALE_KINDS
+    from qv2c.passes.realize_quant import GRANULARITIES, SCALE_KINDS
     from qv2c.passes.sensitivity import METHODS
 
     p = argparse.ArgumentParser(prog="qv2c-run", description="Compile an ONNX CNN to a mixed int8/fp32 program.")
@@ -41,12 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-method", choices=sorted(OBSERVERS), default="minmax")
     p.add_argument("--weight-granularity", choices=GRANULARITIES, default="per-channel")
     p.add_argument("--scale-kind", choices=SCALE_KINDS, default="float")
-    p.add_argument("--placement", choices=PLACEMENTS, default="boundary")
+    p.add_argument("--placement", choices=API_PLACEMENTS, default="boundary+fuse")
+    p.add_argument("--backend", choices=BACKENDS, default="numba")
     p.add_argument("--keep-fp32", nargs="*", default=[], metavar="LAYER")
     p.add_argument("--force-int8", nargs="*", default=[], metavar="LAYER")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass and the final IR here")
     p.add_argument("--show-ir", action="store_true", help="print the final IR")
+    p.add_argument("--show-source", action="store_true", help="print the generated program (numba backend)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs of one batch (0: skip timing)")
+    p.add_argument("--profile", action="store_true", help="per-kernel timings of one batch (numba backend)")
     return p
 
 
@@ -82,7 +89,7 @@ def run(args: argparse.Namespace) -> None:
         path, calibration, precision=args.precision, method=args.method, fp32_layers=args.fp32_layers,
         calibration_method=args.calibration_method, weight_granularity=args.weight_granularity,
         scale_kind=args.scale_kind, keep_fp32=args.keep_fp32, force_int8=args.force_int8,
-        batch_size=args.batch_size, placement=args.placement,
+        batch_size=args.batch_size, placement=args.placement, backend=args.backend,
         **_accuracy_target(args, named),
     )
     print(f"compiled {path} in {time.perf_counter() - start:.1f} s ({args.precision}, {args.method})")
@@ -97,11 +104,42 @@ def run(args: argparse.Namespace) -> None:
         (Path(args.dump_ir) / "final.qvir").write_text(model.ir)
     if args.show_ir:
         print(model.ir)
+    if args.show_source:
+        if args.backend != "numba":
+            raise ConfigError("--show-source needs --backend numba (the reference backend generates no code)")
+        print(model.source)
+    sample = np.repeat(np.asarray(calibration[:1], np.float32), args.batch_size, axis=0) if calibration is not None \
+        else None
+    if sample is not None and args.runs > 0:
+        _report_latency(model, sample, args.runs)
+    if sample is not None and args.profile:
+        _report_profile(model, sample, args.backend)
     if named and args.eval_count:
         x, y = load_eval_set(args.model, args.data, limit=args.eval_count)
         reference = qv2c.compile(path, precision="fp32", batch_size=args.batch_size)
         print(f"\ntop-1 on {len(y)} evaluation images: fp32 {top1(reference(x), y, info.label_offset):.2f} %, "
               f"compiled {top1(model(x), y, info.label_offset):.2f} %")
+
+
+def _report_latency(model, x: np.ndarray, runs: int) -> None:
+    model.run(x)  # the first run builds the program (and loads the kernels)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        model.run(x)
+        times.append(time.perf_counter() - t)
+    print(f"\nlatency of one batch of {len(x)}: median {statistics.median(times) * 1e3:.2f} ms over {runs} runs "
+          f"({model.backend} backend)")
+
+
+def _report_profile(model, x: np.ndarray, backend: str, top: int = 10) -> None:
+    if backend != "numba":
+        raise ConfigError("--profile needs --backend numba")
+    _, times = model.executable.run({model.input_names[0]: x}, profile=True)
+    total = sum(t.seconds for t in times)
+    print(f"\nslowest kernels of one run ({total * 1e3:.2f} ms in {len(times)} kernel calls):")
+    for t in sorted(times, key=lambda t: -t.seconds)[:top]:
+        print(f"  {t.seconds * 1e3:8.3f} ms {t.seconds / total:6.1%}  {t.kernel.split(':')[1]:<28} {t.label}")
 
 
 def _accuracy_target(args: argparse.Namespace, named: bool) -> dict:

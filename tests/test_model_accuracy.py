@@ -27,7 +27,8 @@ CASES = [
 def test_interpreter_top1_equals_onnxruntime(name, indices):
     info = model_info(name)
     path = str(model_path(name))
-    model = qv2c.compile(path, precision="fp32", batch_size=50 if info.dataset == "cifar10" else 1)
+    model = qv2c.compile(path, precision="fp32", batch_size=50 if info.dataset == "cifar10" else 1,
+                         backend="reference")
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

@@ -94,9 +94,11 @@ def f32(x) -> np.ndarray:
     return np.asarray(x, dtype=F32)
 
 
-def our_multiplier(s_x, s_w, s_y) -> np.ndarray:
-    """Our documented M: float64 product and quotient of the float32 scales, cast once."""
-    return (f32(s_x).astype(np.float64) * f32(s_w).astype(np.float64) / f32(s_y).astype(np.float64)).astype(F32)
+def our_multiplier(s_x, s_w, s_y, count=1) -> np.ndarray:
+    """Our documented M: float64 product and quotient of the float32 scales (the divisor times
+    a pool's window count, also in float64), cast once."""
+    den = f32(s_y).astype(np.float64) * np.asarray(count, dtype=np.float64)
+    return (f32(s_x).astype(np.float64) * f32(s_w).astype(np.float64) / den).astype(F32)
 
 
 def ort_multiplier(s_x, s_w, s_y) -> np.ndarray:
@@ -656,7 +658,7 @@ def avgpool_expected(p, ort_style: bool = False) -> np.ndarray:
             total[:, :, i, j] = x[:, :, r0:r1, c0:c1].sum(axis=(2, 3))
             if not a["count_include_pad"]:
                 count[i, j] = (r1 - r0) * (c1 - c0)
-    m = our_multiplier(p["sx"], 1.0, np.float64(F32(p["sy"])) * count)
+    m = our_multiplier(p["sx"], 1.0, p["sy"], count)
     return requant_expected(total, m, p["zy"], *QR[p["y_dtype"]])
 
 
@@ -704,10 +706,22 @@ def test_qglobal_avgpool_against_onnxruntime(p):
     got = run_pool(p, "qv.qglobal_avgpool")
     total = (x.astype(np.int64) - p["zx"]).sum(axis=(2, 3), keepdims=True)
     hw = x.shape[2] * x.shape[3]
-    expected = requant_expected(total, our_multiplier(p["sx"], 1.0, np.float64(F32(p["sy"])) * hw), p["zy"],
+    expected = requant_expected(total, our_multiplier(p["sx"], 1.0, p["sy"], hw), p["zy"],
                                 *QR[p["y_dtype"]])
     np.testing.assert_array_equal(got, expected)
     assert np.abs(got - ort_y).max() <= 1
+
+
+def test_qglobal_avgpool_multiplier_divides_in_float64():
+    """Regression (found by Hypothesis): s_y * H*W must not be rounded to float32 before the
+    division.  s_y = 0.3 (float32 0.30000001), 20 positions: total 849 sits on 141.5 only
+    with M = 1/6 exactly; with M from float64 it rounds down to 141."""
+    p = {"x": np.full((1, 1, 4, 5), 79, np.uint8), "sx": 1.0, "zx": 79, "sy": float(F32(0.3)), "zy": 0,
+         "dtype": "u8", "y_dtype": "u8"}
+    p["x"].flat[:9] = 79 + 94  # total = 9 * 94 + 3 = 849
+    p["x"].flat[9] = 79 + 3
+    m = our_multiplier(1.0, 1.0, p["sy"], 20)
+    assert m < F32(1 / 6) and run_pool(p, "qv.qglobal_avgpool").item() == int(np.rint(F32(849) * m)) == 141
 
 
 # ================================================================== data movement on integers

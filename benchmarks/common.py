@@ -1,0 +1,80 @@
+"""Helpers the benchmark scripts share: the machine's CPU model, the evaluation data of a
+model, and onnxruntime (the peer) sessions, quantized with `quantize_static` (QDQ)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from qv2c.datasets import load_eval_set, model_info, model_path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (benchmarks quote it with every figure)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def calibration_images(name: str, count: int = 100) -> np.ndarray:
+    """The calibration set of the experiments: ImageNet models take the last images of
+    imagenet_val_1300 (1300 - count .. 1299), CIFAR-10 models every (50000 // count)-th
+    training image."""
+    if model_info(name).dataset == "imagenet":
+        return load_eval_set(name, indices=slice(1300 - count, 1300))[0]
+    return load_eval_set(name, split="train", indices=range(0, 50000, 50000 // count))[0]
+
+
+def onnxruntime_model_path(name: str) -> Path:
+    """The ONNX file onnxruntime quantizes for model `name`: the BN-free `_folded` export for the
+    CIFAR-10 zoo (the same fp32 function; onnxruntime's quantizer does not fold BatchNormalization
+    itself), the model itself otherwise."""
+    return model_path(f"{name}_folded") if model_info(name).dataset == "cifar10" else model_path(name)
+
+
+def with_node_labels(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy an ONNX model, naming every unnamed node `<op_type>#<index>`: the label qv2c gives
+    it (`frontend.context.Node.label`), so a qv2c layer name can go in `nodes_to_exclude`."""
+    model = onnx.load(str(src))
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}#{i}"
+    onnx.save(model, str(dst))
+
+
+def onnxruntime_quantized(src: str | os.PathLike, dst: str | os.PathLike, calib: np.ndarray, *,
+                          per_channel: bool = True, exclude: tuple[str, ...] = (), input_name: str = "input") -> None:
+    """`quantize_static` (QDQ, u8 activations, s8 weights, min-max calibration over `calib` one image
+    at a time) of `src` into `dst`, with the nodes named in `exclude` left fp32."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{input_name: calib[i:i + 1]} for i in range(len(calib))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        named = os.path.join(tmp, "named.onnx")
+        with_node_labels(src, named)
+        quantize_static(named, str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=list(exclude))
+
+
+def onnxruntime_session(path: str | os.PathLike, threads: int):
+    """An onnxruntime CPU session with `threads` intra-op threads (all graph optimisations on)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

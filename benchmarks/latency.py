@@ -1,0 +1,340 @@
+"""End-to-end latency of compiled models: qv2c's Numba backend against onnxruntime (issue: Numba backend).
+
+    QV2C_DATA=../shared/data python benchmarks/latency.py [--models a,b] [--batches 1,8] [--runs 30]
+
+For every model and batch size, in one process on one machine, the median wall time
+of one batch (after warm-up) for
+
+- qv2c fp32, qv2c int8 (per-channel), qv2c mixed (QuantuneV2, k = 3 fp32 layers) under
+  each placement: `per-op` (quantize -> op -> dequantize around every int8 op),
+  `boundary` (quantize/dequantize only where precision changes) and `boundary+fuse`
+  (the default: conv/gemm groups with their epilogues, requantization in the kernel);
+- onnxruntime fp32, int8 (`quantize_static`, QDQ, per-channel, the same calibration
+  images) and mixed (the same call with `nodes_to_exclude` = qv2c's fp32 layers),
+  with `intra_op_num_threads` equal to the threads qv2c's kernels use.
+
+Also, per model at batch 1: where qv2c's int8 time goes (per-kernel profile grouped by
+kernel, conv/gemm throughput against the CPU's peak); and for ResNet18-CIFAR the
+compile time with a cold and a warm cache (fresh processes), and for every model the
+memory a loaded model adds to its process (RSS growth while building and running it,
+in a fresh process) next to qv2c's planned activation arena.
+
+Results: benchmarks/results/latency.{md,json}.  The machine is shared and noisy: the
+figures are medians of `--runs` runs, and ratios are between runs of the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import (  # noqa: E402 (benchmarks/ is a folder of scripts, not a package)
+    RESULTS,
+    calibration_images,
+    cpu_model,
+    onnxruntime_model_path,
+    onnxruntime_quantized,
+    onnxruntime_session,
+)
+
+import qv2c  # noqa: E402
+from qv2c.datasets import load_eval_set, model_path  # noqa: E402
+from qv2c.errors import ShapeError  # noqa: E402
+
+ALL_MODELS = ["squeezenet1.1", "mobilenetv2", "cifar10_resnet18v1", "cifar10_resnet50v1", "cifar10_squeezenet1_1",
+              "cifar10_vgg16", "cifar10_mobilenetv2"]
+PLACEMENTS = ("per-op", "boundary", "boundary+fuse")
+MIXED_K = 3
+CALIBRATION_IMAGES = 32  # latency does not depend on the ranges; fewer images keep compiles short
+
+
+def median_seconds(fn, runs: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
+# -- one model -----------------------------------------------------------------------------------
+def qv2c_variants(name: str, calib: np.ndarray, batch: int) -> dict:
+    """The compiled qv2c models of the table (mixed: one QuantuneV2 ranking, reused for every placement)."""
+    path = str(model_path(name))
+    out = {"fp32": qv2c.compile(path, precision="fp32", batch_size=batch),
+           "int8": qv2c.compile(path, calib, precision="int8", batch_size=batch)}
+    mixed = qv2c.compile(path, calib, fp32_layers=MIXED_K, batch_size=batch)
+    fp32_layers = tuple(n for n, p in mixed.precision.items() if p == "fp32")
+    for placement in PLACEMENTS:
+        out[f"mixed {placement}"] = mixed if placement == "boundary+fuse" else qv2c.compile(
+            path, calib, precision="int8", keep_fp32=fp32_layers, placement=placement, batch_size=batch)
+    return out, fp32_layers
+
+
+def onnxruntime_variants(name: str, calib: np.ndarray, fp32_layers: tuple[str, ...], tmp: str, n_threads: int) -> dict:
+    src = onnxruntime_model_path(name)
+    int8, mixed = os.path.join(tmp, f"{name}_int8.onnx"), os.path.join(tmp, f"{name}_mixed.onnx")
+    if not os.path.exists(int8):
+        onnxruntime_quantized(src, int8, calib)
+        onnxruntime_quantized(src, mixed, calib, exclude=fp32_layers)
+    return {"fp32": onnxruntime_session(src, n_threads), "int8": onnxruntime_session(int8, n_threads),
+            "mixed": onnxruntime_session(mixed, n_threads)}
+
+
+def bench_model(name: str, batches: list[int], runs: int, tmp: str) -> dict:
+    calib = calibration_images(name, CALIBRATION_IMAGES)
+    x_all, _ = load_eval_set(name, limit=max(batches))
+    row = {"model": name, "batches": {}}
+    n_threads = threads()
+    for batch in batches:
+        x = np.ascontiguousarray(x_all[:batch])
+        try:
+            models, fp32_layers = qv2c_variants(name, calib, batch)
+        except ShapeError as e:
+            row["batches"][str(batch)] = {"skipped": str(e)}
+            print(f"{name} batch {batch}: skipped ({e})", flush=True)
+            continue
+        sessions = onnxruntime_variants(name, calib, fp32_layers, tmp, n_threads)
+        times = {}
+        for key, model in models.items():
+            model.run(x)  # builds the executable (JIT-loads the kernels) outside the timing
+            times[f"qv2c {key}"] = median_seconds(lambda m=model, x=x: m.run(x), runs)
+        for key, session in sessions.items():
+            times[f"onnxruntime {key}"] = median_seconds(lambda s=session, x=x: s.run(None, {"input": x}), runs)
+        entry = {"fp32_layers": list(fp32_layers), "seconds": times}
+        if batch == 1:
+            entry["profile"] = {**profile(models["int8"], x, runs), "macs": model_macs(name, batch)}
+            entry["arena_bytes"] = {k: m.executable.peak_bytes for k, m in models.items()}
+        row["batches"][str(batch)] = entry
+        print(f"{name} batch {batch}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in times.items()), flush=True)
+    return row
+
+
+def profile(model, x: np.ndarray, runs: int) -> dict:
+    """Median seconds per kernel over `runs` profiled runs, summed by kernel entry point, with the
+    multiply-adds of the conv/gemm kernels (from the module) for their throughput."""
+    exe = model.executable
+    feeds = {model.input_names[0]: x}
+    per_call = defaultdict(list)
+    for _ in range(runs):
+        _, times = exe.run(feeds, profile=True)
+        for t in times:
+            per_call[t.index].append(t.seconds)
+    by_kernel: dict[str, float] = defaultdict(float)
+    for k, spec in enumerate(exe.program.kernels):
+        by_kernel[spec.function] += statistics.median(per_call[k])
+    return {"by_kernel": dict(sorted(by_kernel.items(), key=lambda kv: -kv[1]))}
+
+
+def model_macs(name: str, batch: int) -> int:
+    """Multiply-adds of one batch through every conv/gemm layer of the fp32 model."""
+    from qv2c.api import load_canonical
+    from qv2c.passes.layers import layer_macs, quantizable_layers
+
+    return sum(layer_macs(op) for op in quantizable_layers(load_canonical(str(model_path(name)), batch)))
+
+
+# -- compile time and memory (fresh processes) ----------------------------------------------------
+CHILD = """
+import json, os, resource, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, {bench!r})
+import numpy as np
+import qv2c
+from common import calibration_images
+from qv2c.datasets import load_eval_set, model_path
+mode, name = {mode!r}, {name!r}
+calib = calibration_images(name, {n_calib})
+x = np.ascontiguousarray(load_eval_set(name, limit=1)[0])
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+if mode == "compile":
+    t1 = time.perf_counter()
+    model = qv2c.compile(str(model_path(name)), calib, fp32_layers={k})
+    t2 = time.perf_counter()
+    model.run(x)
+    t3 = time.perf_counter()
+    print(json.dumps({{"import_s": t1 - t0, "compile_s": t2 - t1, "first_run_s": t3 - t2, "total_s": t3 - t1}}))
+else:
+    engine, precision = mode.split(":")
+    if engine == "qv2c":
+        model = qv2c.compile(str(model_path(name)), calib, precision=precision)
+        import gc; gc.collect()
+        before = rss()
+        exe = model.executable
+        for _ in range(10):
+            model.run(x)
+        print(json.dumps({{"rss_growth": rss() - before, "arena": exe.peak_bytes,
+                          "consts": sum(getattr(c.data, "nbytes", 0) for c in exe.program.consts)}}))
+    else:
+        from common import onnxruntime_model_path, onnxruntime_quantized, onnxruntime_session
+        import tempfile
+        path = str(onnxruntime_model_path(name))
+        if precision == "int8":
+            q = os.path.join(tempfile.mkdtemp(), "q.onnx")
+            onnxruntime_quantized(path, q, calib)
+            path = q
+        import gc; gc.collect()
+        before = rss()
+        s = onnxruntime_session(path, {threads})
+        for _ in range(10):
+            s.run(None, {{"input": x}})
+        print(json.dumps({{"rss_growth": rss() - before}}))
+"""
+
+
+def child(mode: str, name: str, env: dict | None = None, n_threads: int = 1) -> dict:
+    code = CHILD.format(bench=str(Path(__file__).parent), mode=mode, name=name, n_calib=CALIBRATION_IMAGES,
+                        k=MIXED_K, threads=n_threads)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                         check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"child {mode} {name} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compile_times(name: str, repeats: int) -> dict:
+    """Cold: fresh qv2c program cache and Numba cache directories; warm: the same directories again."""
+    cold, warm = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"QV2C_CACHE_DIR": os.path.join(tmp, "qv2c"), "NUMBA_CACHE_DIR": os.path.join(tmp, "numba")}
+            cold.append(child("compile", name, env))
+            warm.append(child("compile", name, env))
+    return {"cold": cold, "warm": warm}
+
+
+def memory(name: str, n_threads: int) -> dict:
+    return {mode: child(mode, name, n_threads=n_threads) for mode in
+            ("qv2c:fp32", "qv2c:int8", "onnxruntime:fp32", "onnxruntime:int8")}
+
+
+# -- report ----------------------------------------------------------------------------------------
+def write_report(result: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latency.json").write_text(json.dumps(result, indent=1))
+    (RESULTS / "latency.md").write_text(render_markdown(result))
+
+
+def _ms(s: float | None) -> str:
+    return "n/a" if s is None else f"{s * 1e3:.2f}"
+
+
+def render_markdown(result: dict) -> str:
+    meta = result["meta"]
+    lines = ["# End-to-end latency: qv2c (Numba backend) vs onnxruntime\n",
+             f"CPU: {meta['cpu']}, {meta['threads']} threads on both sides, {meta['date']}. Median of "
+             f"{meta['runs']} runs after 3 warm-up runs, ms per batch. Mixed = QuantuneV2 with k = {MIXED_K} "
+             "fp32 layers; onnxruntime mixed = `quantize_static` with `nodes_to_exclude` = those layers. "
+             "Ratios: time / other time (< 1 means qv2c is faster).\n"]
+    cols = ["qv2c fp32", "qv2c int8", *[f"qv2c mixed {p}" for p in PLACEMENTS], "onnxruntime fp32",
+            "onnxruntime int8", "onnxruntime mixed"]
+    for batch in meta["batches"]:
+        lines.append(f"\n## Batch {batch}\n")
+        lines.append("| model | " + " | ".join(cols) + " |")
+        lines.append("|---|" + "---|" * len(cols))
+        ratio_rows = []
+        for row in result["rows"]:
+            e = row["batches"].get(str(batch), {})
+            if "skipped" in e:
+                lines.append(f"| {row['model']} | " + " | ".join(["n/a"] * len(cols)) + " |")
+                continue
+            t = e["seconds"]
+            lines.append(f"| {row['model']} | " + " | ".join(_ms(t.get(c)) for c in cols) + " |")
+            ratio_rows.append((row["model"], t))
+        lines.append("\n| model | per-op / boundary+fuse | qv2c fp32 / int8 | qv2c fp32 / ort fp32 | "
+                     "qv2c int8 / ort int8 | qv2c mixed / qv2c int8 | ort mixed / ort int8 |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for model, t in ratio_rows:
+            r = [t["qv2c mixed per-op"] / t["qv2c mixed boundary+fuse"], t["qv2c fp32"] / t["qv2c int8"],
+                 t["qv2c fp32"] / t["onnxruntime fp32"], t["qv2c int8"] / t["onnxruntime int8"],
+                 t["qv2c mixed boundary+fuse"] / t["qv2c int8"], t["onnxruntime mixed"] / t["onnxruntime int8"]]
+            lines.append(f"| {model} | " + " | ".join(f"{v:.2f}" for v in r) + " |")
+    lines.append("\n## Where qv2c's int8 time goes (batch 1, per-kernel profile)\n")
+    lines.append(f"Peak of this CPU per core (Zen 3, AVX2): fp32 {meta['peak_f32_gops_per_core']} GFLOP/s "
+                 f"(2 FMA x 8 lanes x 2 ops x {meta['ghz']} GHz), int8 {meta['peak_i8_gops_per_core']} GOP/s "
+                 "(2 `vpmaddwd` x 16 MACs x 2 ops per cycle; no VNNI).\n")
+    for row in result["rows"]:
+        e = row["batches"].get("1", {})
+        if "profile" not in e:
+            continue
+        p = e["profile"]
+        total = sum(p["by_kernel"].values())
+        conv = sum(v for k, v in p["by_kernel"].items() if k.startswith(("conv2d", "depthwise", "gemm")))
+        share = ", ".join(f"{k} {v / total:.0%}" for k, v in list(p["by_kernel"].items())[:6])
+        lines.append(f"- {row['model']}: {total * 1e3:.2f} ms in kernels; {share}. conv/gemm kernels: "
+                     f"{2 * p['macs'] / conv / 1e9:.0f} GOP/s on {p['macs'] / 1e6:.0f} M MACs.")
+    if "compile" in result:
+        c = result["compile"]
+        lines.append(f"\n## Compile time ({c['model']}, `compile(..., fp32_layers={MIXED_K})` with "
+                     f"{CALIBRATION_IMAGES} calibration images, plus the first run; fresh processes)\n")
+        for kind in ("cold", "warm"):
+            totals = [r["total_s"] for r in c[kind]]
+            first = [r["first_run_s"] for r in c[kind]]
+            lines.append(f"- {kind}: median {statistics.median(totals):.2f} s (of which first run / JIT load "
+                         f"{statistics.median(first):.2f} s; import qv2c {statistics.median(r['import_s'] for r in c[kind]):.2f} s "
+                         f"not included), runs: {', '.join(f'{v:.2f}' for v in totals)}")
+    if "memory" in result:
+        lines.append("\n## Memory a loaded model adds to its process (batch 1, MiB; fresh process each)\n")
+        lines.append("| model | qv2c fp32 RSS growth | qv2c fp32 arena + constants | qv2c int8 RSS growth | "
+                     "qv2c int8 arena + constants | onnxruntime fp32 RSS growth | onnxruntime int8 RSS growth |")
+        lines.append("|---|---|---|---|---|---|---|")
+        mib = 1 << 20
+        for name, m in result["memory"].items():
+            cells = [m["qv2c:fp32"]["rss_growth"] / mib, (m["qv2c:fp32"]["arena"] + m["qv2c:fp32"]["consts"]) / mib,
+                     m["qv2c:int8"]["rss_growth"] / mib, (m["qv2c:int8"]["arena"] + m["qv2c:int8"]["consts"]) / mib,
+                     m["onnxruntime:fp32"]["rss_growth"] / mib, m["onnxruntime:int8"]["rss_growth"] / mib]
+            lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", default=",".join(ALL_MODELS))
+    p.add_argument("--batches", default="1,8")
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--compile-repeats", type=int, default=3)
+    p.add_argument("--skip-compile", action="store_true")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--ghz", type=float, default=3.0, help="clock for the peak figures in the report")
+    args = p.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    n_threads = threads()
+    meta = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "threads": n_threads, "runs": args.runs,
+            "batches": batches, "ghz": args.ghz, "peak_f32_gops_per_core": round(32 * args.ghz),
+            "peak_i8_gops_per_core": round(64 * args.ghz)}
+    result = {"meta": meta, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            result["rows"].append(bench_model(name, batches, args.runs, tmp))
+            write_report(result)
+    if not args.skip_compile:
+        result["compile"] = {"model": "cifar10_resnet18v1", **compile_times("cifar10_resnet18v1", args.compile_repeats)}
+        write_report(result)
+    if not args.skip_memory:
+        result["memory"] = {name: memory(name, n_threads) for name in args.models.split(",")}
+        write_report(result)
+    print((RESULTS / "latency.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""`Executable`: a module lowered, planned, rendered and ready to run on the Numba kernels.
+
+    exe = Executable(module)              # lower -> plan buffers -> render/import (cached on disk)
+    Executable(module, exact=False)       # int8->fp32 boundaries fused into the kernel epilogue (see codegen.lower)
+    outputs = exe.run({"input": x})       # {output name: array}
+    outputs, times = exe.run({"input": x}, profile=True)   # plus per-kernel seconds
+    exe.source                            # the generated Python, one kernel call per line
+    exe.peak_bytes                        # the activation arena (buffers reused by liveness)
+
+Everything that can be done once is done in the constructor: weights are packed, the
+buffers are planned and allocated in one arena, their views (reshape aliases, the
+[M, 1, 1, K] views of FC layers, concat rows) are built.  A run binds the caller's
+input arrays, calls the generated `run(buffers, consts)` and copies the outputs out
+(the only allocation of a run at this level; some kernels use small scratch arrays
+of their own, e.g. the zero-padded input of a conv).  An Executable is not
+reentrant: two threads must not run the same one at once (they would share buffers).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from qv2c.codegen.lower import lower
+from qv2c.codegen.render import load
+from qv2c.ir.core import Module
+from qv2c.ir.interpreter import check_inputs
+from qv2c.runtime.buffer_plan import materialize, plan_buffers
+
+
+@dataclass(frozen=True)
+class KernelTime:
+    """One kernel call's share of a profiled run."""
+
+    index: int
+    label: str
+    kernel: str
+    seconds: float
+
+
+class Executable:
+    """A compiled module bound to its buffers; see the module docstring."""
+
+    def __init__(self, module: Module, exact: bool = True):
+        self.module = module
+        self.program = lower(module, exact)
+        self.plan = plan_buffers(self.program)
+        self._arena, self._buffers = materialize(self.program, self.plan)
+        self._consts = tuple(c.data for c in self.program.consts)
+        self._loaded = load(self.program)
+
+    @property
+    def source(self) -> str:
+        """The generated Python source of this program."""
+        return self._loaded.source
+
+    @property
+    def source_path(self):
+        """The cached file the program was imported from (None when the cache was not writable)."""
+        return self._loaded.path
+
+    @property
+    def peak_bytes(self) -> int:
+        """Bytes of the activation arena (the peak of live buffers, as planned)."""
+        return self.plan.total_bytes
+
+    def run(self, inputs: dict[str, np.ndarray], profile: bool = False):
+        """Outputs by name; with `profile=True`, `(outputs, [KernelTime, ...])` in execution order."""
+        arrays = check_inputs(self.module, inputs)
+        for (_, slot, _, _), a in zip(self.program.inputs, arrays):
+            self._buffers[slot] = np.ascontiguousarray(a)
+        try:
+            if profile:
+                times = [0.0] * len(self.program.kernels)
+                self._loaded.run_profiled(self._buffers, self._consts, time.perf_counter, times)
+            else:
+                self._loaded.run(self._buffers, self._consts)
+            outputs = {name: self._buffers[bid].copy() for name, bid in self.program.outputs}
+        finally:
+            for _, slot, _, _ in self.program.inputs:
+                self._buffers[slot] = None  # do not keep the caller's arrays alive
+        if not profile:
+            return outputs
+        return outputs, [KernelTime(i, k.label, k.kernel, t) for i, (k, t) in enumerate(zip(self.program.kernels, times))]
