@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (  # noqa: E402 (benchmarks/ is a folder of scripts, not a package)
+from accuracy_checks import must_show  # noqa: E402 (benchmarks/ is a folder of scripts, not a package)
+from common import (  # noqa: E402
     RESULTS,
     calibration_images,
     cpu_model,
@@ -216,6 +217,7 @@ def write_report(rows: list[dict], methods: list[str]) -> None:
                 sk = m["smallest_k_within_1pt"]
                 lines.append(f"| {method} | " + " | ".join(cells) +
                              f" | {sk if sk is not None else '>' + str(MAX_K_SEARCH)} | {m['seconds']:.1f} | {m['inferences']} |")
+    lines += must_show(rows)
     (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
 
 

@@ -1,0 +1,105 @@
+"""The claims the accuracy experiment must show, checked against its own measured rows.
+
+Every line names the claim, the figures it was judged on and PASS or FAIL; nothing is
+asserted that the rows do not contain.  Used by `accuracy.py` to end its report.
+"""
+
+from __future__ import annotations
+
+WEAK_BASELINES = ("random", "first-last", "weight-sqnr")
+VARIANTS = ("quantunev2", "quantunev2-local")
+
+
+def _by_k(method: dict) -> dict[int, float]:
+    return {int(k): v for k, v in method["top1_by_k"].items()}
+
+
+def _mark(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _k_text(k) -> str:
+    return "none up to the search limit" if k is None else str(k)
+
+
+def _fewer(a, b) -> bool:
+    """a needs fewer fp32 layers than b (None = not reached)."""
+    return a is not None and (b is None or a < b)
+
+
+def must_show(rows: list[dict]) -> list[str]:
+    lines = ["\n## What the experiment must show, checked on the rows above\n"]
+    for row in rows:
+        fp32 = row["fp32_top1"]
+        for scheme, e in row["schemes"].items():
+            where = f"{row['model']} {scheme}"
+            int8, ort = e["int8_top1"], e.get("onnxruntime_int8_top1")
+            if scheme.startswith("per-channel"):
+                lines.append(f"- {_mark(fp32 - int8 <= 1.0)} {where}: full int8 within 1 point of fp32 "
+                             f"({int8:.2f} vs {fp32:.2f}).")
+            if ort is not None:
+                lines.append(f"- {_mark(int8 >= ort)} {where}: full int8 no worse than onnxruntime ({int8:.2f} vs "
+                             f"{ort:.2f}).")
+            lines += _method_checks(where, e["methods"], fp32 - int8)
+            if row["model"] == "mobilenetv2" and scheme.startswith("per-tensor"):
+                lines += _smallest_k_checks(where, e["methods"])
+    lines += _linearity(rows)
+    return lines
+
+
+def _method_checks(where: str, methods: dict, int8_drop: float) -> list[str]:
+    lines = []
+    loo = methods.get("leave-one-out")
+    for variant in VARIANTS:
+        q = methods.get(variant)
+        if q is None:
+            continue
+        qk = _by_k(q)
+        worse = [f"k={k} {b} {_by_k(methods[b])[k]:.2f} > {qk[k]:.2f}" for b in WEAK_BASELINES if b in methods
+                 for k in qk if _by_k(methods[b]).get(k, -1.0) > qk[k]]
+        lines.append(f"- {_mark(not worse)} {where}: {variant} no worse than {', '.join(WEAK_BASELINES)} at every k"
+                     + (f" (worse: {'; '.join(worse)})" if worse else "") + ".")
+        if loo is not None and int8_drop < 2.0:
+            gaps = {k: _by_k(loo)[k] - qk[k] for k in qk if k in _by_k(loo)}
+            bad = {k: g for k, g in gaps.items() if g > 0.3}
+            lines.append(f"- {_mark(not bad)} {where} (int8 drop {int8_drop:.2f} < 2): {variant} within 0.3 of "
+                         f"leave-one-out at every k (largest shortfall {max(gaps.values(), default=0.0):.2f}).")
+        if loo is not None:
+            speedup = loo["seconds"] / q["seconds"]
+            lines.append(f"- {_mark(speedup >= 5 and q['inferences'] == 2)} {where}: {variant} list {speedup:.1f}x "
+                         f"faster than leave-one-out ({q['seconds']:.1f} s vs {loo['seconds']:.1f} s), "
+                         f"{q['inferences']} inferences vs {loo['inferences']}.")
+    return lines
+
+
+def _smallest_k_checks(where: str, methods: dict) -> list[str]:
+    lines = []
+    loo_k = methods["leave-one-out"]["smallest_k_within_1pt"] if "leave-one-out" in methods else None
+    for variant in VARIANTS:
+        if variant not in methods:
+            continue
+        k = methods[variant]["smallest_k_within_1pt"]
+        near_loo = k is not None and (loo_k is None or k <= loo_k + 1)
+        others = {b: methods[b]["smallest_k_within_1pt"] for b in WEAK_BASELINES if b in methods}
+        beats = all(_fewer(k, kb) for kb in others.values())
+        lines.append(f"- {_mark(near_loo and beats)} {where}: {variant} reaches 1 point of fp32 with k = {_k_text(k)}; "
+                     f"leave-one-out k = {_k_text(loo_k)}; " + ", ".join(f"{b} k = {_k_text(v)}" for b, v in
+                                                                      others.items()) + ".")
+    return lines
+
+
+def _linearity(rows: list[dict]) -> list[str]:
+    """Seconds per layer of the QuantuneV2 list across the CIFAR-10 models (per-channel scheme)."""
+    lines = []
+    for variant in VARIANTS:
+        per_layer = []
+        for row in rows:
+            e = row["schemes"].get("per-channel/float", {})
+            q = e.get("methods", {}).get(variant)
+            if row["model"].startswith("cifar10") and q is not None:
+                per_layer.append(f"{row['model']} {q['seconds']:.1f} s / {row['layers']} layers = "
+                                 f"{q['seconds'] / row['layers']:.2f} s")
+        if per_layer:
+            lines.append(f"- {variant} list time per layer (CIFAR-10, per-channel, analysis batch 20 over 100 images): "
+                         + "; ".join(per_layer) + ".")
+    return lines
