@@ -469,3 +469,24 @@ def test_microkernels_compile_to_fma_and_pmaddwd():
                            np.zeros(96, np.int32))
     assert "vfmadd231ps" in asm_f and "vbroadcastss" in asm_f
     assert "vpmaddwd" in asm_i and "vpmulld" not in asm_i
+
+
+def test_cache_guard_stamps_new_directories_and_clears_stale_ones(tmp_path, monkeypatch):
+    """A cache directory Numba has not created yet gets the sources' stamp first, so the files it is about
+    to write survive the next process; a directory stamped by other sources loses this package's files."""
+    from qv2c.runtime.kernels import cache_guard
+
+    fresh, stale = tmp_path / "fresh" / "sub", tmp_path / "stale"
+    stale.mkdir()
+    (stale / cache_guard._STAMP_NAME).write_text("older sources")
+    (stale / "conv_i8.conv2d_i8-1.py311.nbi").write_text("x")
+    (stale / "other_package.f-1.py311.nbi").write_text("x")
+    monkeypatch.setattr(cache_guard, "_cache_dirs", lambda: [fresh, stale])
+    cache_guard.invalidate_stale_caches()
+    digest = cache_guard.sources_digest()
+    assert (fresh / cache_guard._STAMP_NAME).read_text() == digest
+    assert (stale / cache_guard._STAMP_NAME).read_text() == digest
+    assert not (stale / "conv_i8.conv2d_i8-1.py311.nbi").exists() and (stale / "other_package.f-1.py311.nbi").exists()
+    (fresh / "conv_i8.conv2d_i8-1.py311.nbi").write_text("compiled after the stamp")
+    cache_guard.invalidate_stale_caches()  # the next process: same sources, nothing deleted
+    assert (fresh / "conv_i8.conv2d_i8-1.py311.nbi").exists()

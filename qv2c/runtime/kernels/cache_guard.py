@@ -49,23 +49,34 @@ def invalidate_stale_caches() -> None:
     digest = sources_digest()
     modules = {p.stem for p in _PACKAGE_DIR.glob("*.py")}
     for d in _cache_dirs():
-        stamp = d / _STAMP_NAME
         try:
-            if stamp.read_text() == digest:
+            if (d / _STAMP_NAME).read_text() == digest:
                 continue
         except OSError:
             pass
-        if not d.is_dir():
-            continue
-        for f in d.iterdir():
-            if f.suffix in (".nbi", ".nbc") and f.name.split(".", 1)[0] in modules:
-                try:
-                    f.unlink()
-                except OSError:
-                    pass  # another process removed it first
-        try:
-            tmp = d / f"{_STAMP_NAME}.{os.getpid()}"
-            tmp.write_text(digest)
-            os.replace(tmp, stamp)
-        except OSError:
-            pass  # read-only location: Numba will not cache there either
+        if d.is_dir():
+            _delete_cache_files(d, modules)
+        _write_stamp(d, digest)
+
+
+def _delete_cache_files(d: Path, modules: set[str]) -> None:
+    """Remove the .nbi/.nbc files of this package's modules from `d`."""
+    for f in d.iterdir():
+        if f.suffix in (".nbi", ".nbc") and f.name.split(".", 1)[0] in modules:
+            try:
+                f.unlink()
+            except OSError:
+                pass  # another process removed it first
+
+
+def _write_stamp(d: Path, digest: str) -> None:
+    """Record that the cache files in `d` (none yet, or just cleaned) belong to `digest`.  Written also
+    when `d` does not exist yet: otherwise the files Numba is about to put there would carry no stamp,
+    and the next process would delete them as stale and compile every kernel again."""
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f"{_STAMP_NAME}.{os.getpid()}"
+        tmp.write_text(digest)
+        os.replace(tmp, d / _STAMP_NAME)
+    except OSError:
+        pass  # read-only location: Numba will not cache there either
