@@ -10,7 +10,8 @@ its number of inferences over the calibration set.
 
 Data: ImageNet models calibrate on the last 100 images of imagenet_val_1300 and are
 evaluated on the first 1200; CIFAR-10 models calibrate on 100 training images (every
-500th) and are evaluated on the first `--cifar-eval` test images. Sensitivity
+500th) and are evaluated on `--cifar-eval` test images spread evenly over the test set (every
+5th by default: the set is stored class by class). Sensitivity
 analyses (calibration, rankings, leave-one-out's N+1 inferences) run through qv2c's
 NumPy reference interpreter, so every method's list time is measured on the same
 engine; the top-1 evaluations run the compiled program on the Numba backend
@@ -112,7 +113,9 @@ def experiment(name: str, schemes: list[str], methods: list[str], cifar_eval: in
         x, y = load_eval_set(name, indices=slice(0, 1200))
         analysis_batch, eval_batch = 1, 1
     else:
-        x, y = load_eval_set(name, limit=cifar_eval)
+        # every (10000 / cifar_eval)-th test image: the test set is stored class by class, so its first
+        # 2000 images would be two classes only
+        x, y = load_eval_set(name, indices=range(0, 10000, 10000 // cifar_eval))
         analysis_batch, eval_batch = 20, 50
     analysis = load_canonical(path, analysis_batch)
     runtime = load_canonical(path, eval_batch)

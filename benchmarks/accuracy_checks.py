@@ -7,7 +7,7 @@ asserted that the rows do not contain.  Used by `accuracy.py` to end its report.
 from __future__ import annotations
 
 WEAK_BASELINES = ("random", "first-last", "weight-sqnr")
-VARIANTS = ("quantunev2", "quantunev2-local")
+VARIANTS = ("quantunev2", "quantunev2-global")
 
 
 def _by_k(method: dict) -> dict[int, float]:

@@ -59,15 +59,24 @@ MIXED_K = 3
 CALIBRATION_IMAGES = 32  # latency does not depend on the ranges; fewer images keep compiles short
 
 
-def median_seconds(fn, runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def interleaved_medians(fns: dict, runs: int, rounds: int = 3, warmup: int = 3) -> dict[str, float]:
+    """Median seconds of each callable over `runs` calls, taken in `rounds` interleaved rounds (every
+    callable runs runs/rounds times per round), so a slow spell of the shared machine hits all alike.
+    Every block starts after a short pause: onnxruntime's intra-op threads spin-wait after a run and
+    would otherwise take the cores from whatever runs next."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    per_round = -(-runs // rounds)
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            time.sleep(0.05)  # let the previous engine's worker threads stop spinning (onnxruntime spins)
+            for _ in range(per_round):
+                t = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def threads() -> int:
@@ -90,14 +99,42 @@ def qv2c_variants(name: str, calib: np.ndarray, batch: int) -> dict:
     return out, fp32_layers
 
 
-def onnxruntime_variants(name: str, calib: np.ndarray, fp32_layers: tuple[str, ...], tmp: str, n_threads: int) -> dict:
-    src = onnxruntime_model_path(name)
-    int8, mixed = os.path.join(tmp, f"{name}_int8.onnx"), os.path.join(tmp, f"{name}_mixed.onnx")
+def onnxruntime_variants(name: str, calib: np.ndarray, fp32_layers: tuple[str, ...], tmp: str, n_threads: int,
+                         batch: int) -> dict:
+    """onnxruntime sessions (fp32, int8, mixed) that accept `batch` images; a model whose graph pins
+    batch 1 gets a dynamic batch dimension, and is left out (n/a) where onnxruntime still rejects it."""
+    src = str(onnxruntime_model_path(name))
+    int8, mixed = os.path.join(tmp, f"{name}_int8.onnx"), os.path.join(tmp, f"{name}_mixed_{batch}.onnx")
     if not os.path.exists(int8):
         onnxruntime_quantized(src, int8, calib)
-        onnxruntime_quantized(src, mixed, calib, exclude=fp32_layers)
-    return {"fp32": onnxruntime_session(src, n_threads), "int8": onnxruntime_session(int8, n_threads),
-            "mixed": onnxruntime_session(mixed, n_threads)}
+    onnxruntime_quantized(src, mixed, calib, exclude=fp32_layers)
+    sessions = {}
+    for key, path in (("fp32", src), ("int8", int8), ("mixed", mixed)):
+        if batch != 1:
+            path = with_dynamic_batch(path, os.path.join(tmp, f"{name}_{key}_dyn.onnx"))
+        try:
+            session = onnxruntime_session(path, n_threads)
+            session.run(None, {"input": np.zeros((batch, *calib.shape[1:]), np.float32)})
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            print(f"  onnxruntime {key} at batch {batch}: n/a ({str(e).splitlines()[0][:120]})", flush=True)
+            continue
+        sessions[key] = session
+    return sessions
+
+
+def with_dynamic_batch(src: str, dst: str) -> str:
+    """A copy of `src` whose graph input and output have a symbolic batch dimension."""
+    import onnx
+
+    model = onnx.load(src)
+    for v in [*model.graph.input, *model.graph.output]:
+        dims = v.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "N"
+    del model.graph.value_info[:]
+    onnx.save(model, dst)
+    return dst
 
 
 def bench_model(name: str, batches: list[int], runs: int, tmp: str) -> dict:
@@ -113,13 +150,16 @@ def bench_model(name: str, batches: list[int], runs: int, tmp: str) -> dict:
             row["batches"][str(batch)] = {"skipped": str(e)}
             print(f"{name} batch {batch}: skipped ({e})", flush=True)
             continue
-        sessions = onnxruntime_variants(name, calib, fp32_layers, tmp, n_threads)
-        times = {}
+        sessions = onnxruntime_variants(name, calib, fp32_layers, tmp, n_threads, batch)
+        fns = {}
         for key, model in models.items():
             model.run(x)  # builds the executable (JIT-loads the kernels) outside the timing
-            times[f"qv2c {key}"] = median_seconds(lambda m=model, x=x: m.run(x), runs)
+            fns[f"qv2c {key}"] = lambda m=model, x=x: m.run(x)
         for key, session in sessions.items():
-            times[f"onnxruntime {key}"] = median_seconds(lambda s=session, x=x: s.run(None, {"input": x}), runs)
+            fns[f"onnxruntime {key}"] = lambda s=session, x=x: s.run(None, {"input": x})
+        times = interleaved_medians(fns, runs)
+        for key in ("fp32", "int8", "mixed"):
+            times.setdefault(f"onnxruntime {key}", None)
         entry = {"fp32_layers": list(fp32_layers), "seconds": times}
         if batch == 1:
             entry["profile"] = {**profile(models["int8"], x, runs), "macs": model_macs(name, batch)}
@@ -186,14 +226,9 @@ else:
         print(json.dumps({{"rss_growth": rss() - before, "arena": exe.peak_bytes,
                           "consts": sum(getattr(c.data, "nbytes", 0) for c in exe.program.consts)}}))
     else:
-        from common import onnxruntime_model_path, onnxruntime_quantized, onnxruntime_session
-        import tempfile
-        path = str(onnxruntime_model_path(name))
-        if precision == "int8":
-            q = os.path.join(tempfile.mkdtemp(), "q.onnx")
-            onnxruntime_quantized(path, q, calib)
-            path = q
-        import gc; gc.collect()
+        from common import onnxruntime_session
+        path = {ort_path!r}
+        import onnxruntime
         before = rss()
         s = onnxruntime_session(path, {threads})
         for _ in range(10):
@@ -202,9 +237,10 @@ else:
 """
 
 
-def child(mode: str, name: str, env: dict | None = None, n_threads: int = 1, n_calib: int = CALIBRATION_IMAGES) -> dict:
+def child(mode: str, name: str, env: dict | None = None, n_threads: int = 1, n_calib: int = CALIBRATION_IMAGES,
+          ort_path: str = "") -> dict:
     code = CHILD.format(bench=str(Path(__file__).parent), mode=mode, name=name, n_calib=n_calib,
-                        k=MIXED_K, threads=n_threads)
+                        k=MIXED_K, threads=n_threads, ort_path=ort_path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **(env or {})},
                          check=False)
     if out.returncode != 0:
@@ -224,11 +260,20 @@ def compile_times(name: str, repeats: int) -> dict:
 
 
 def memory(name: str, n_threads: int) -> dict:
-    """RSS growth while building and running a model, in a fresh process.  Calibration (4 images, so the
-    interpreter's temporaries are small; NumPy returns large freed arrays to the OS) happens before the
-    baseline is read."""
-    return {mode: child(mode, name, n_threads=n_threads, n_calib=4) for mode in
-            ("qv2c:fp32", "qv2c:int8", "onnxruntime:fp32", "onnxruntime:int8")}
+    """Memory a model adds to a fresh process: RSS growth while building it and running it 10 times.
+    qv2c: after `compile` (calibrating on 4 images, so the interpreter's temporaries are small; NumPy
+    returns large freed arrays to the OS), so the growth is the executable plus the Numba/LLVM runtime
+    that loads its kernels.  onnxruntime: after `import onnxruntime`, the session and its runs (the
+    quantized model is made beforehand, in this process)."""
+    src = str(onnxruntime_model_path(name))
+    out = {mode: child(mode, name, n_threads=n_threads, n_calib=4) for mode in ("qv2c:fp32", "qv2c:int8")}
+    with tempfile.TemporaryDirectory() as tmp:
+        q = os.path.join(tmp, "int8.onnx")
+        onnxruntime_quantized(src, q, calibration_images(name, CALIBRATION_IMAGES))
+        for precision, path in (("fp32", src), ("int8", q)):
+            out[f"onnxruntime:{precision}"] = child(f"onnxruntime:{precision}", name, n_threads=n_threads,
+                                                    ort_path=path)
+    return out
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -246,7 +291,7 @@ def render_markdown(result: dict) -> str:
     meta = result["meta"]
     lines = ["# End-to-end latency: qv2c (Numba backend) vs onnxruntime\n",
              f"CPU: {meta['cpu']}, {meta['threads']} threads on both sides, {meta['date']}. Median of "
-             f"{meta['runs']} runs after 3 warm-up runs, ms per batch. Mixed = QuantuneV2 with k = {MIXED_K} "
+             f"{meta['runs']} runs after 3 warm-up runs (3 interleaved rounds), ms per batch. Mixed = QuantuneV2 with k = {MIXED_K} "
              "fp32 layers; onnxruntime mixed = `quantize_static` with `nodes_to_exclude` = those layers. "
              "Ratios: time / other time (< 1 means qv2c is faster).\n"]
     cols = ["qv2c fp32", "qv2c int8", *[f"qv2c mixed {p}" for p in PLACEMENTS], "onnxruntime fp32",
@@ -267,11 +312,13 @@ def render_markdown(result: dict) -> str:
         lines.append("\n| model | per-op / boundary+fuse | qv2c fp32 / int8 | ort fp32 / int8 | qv2c fp32 / ort fp32 | "
                      "qv2c int8 / ort int8 | qv2c mixed / qv2c int8 | ort mixed / ort int8 |")
         lines.append("|---|---|---|---|---|---|---|---|")
+        pairs = [("qv2c mixed per-op", "qv2c mixed boundary+fuse"), ("qv2c fp32", "qv2c int8"),
+                 ("onnxruntime fp32", "onnxruntime int8"), ("qv2c fp32", "onnxruntime fp32"),
+                 ("qv2c int8", "onnxruntime int8"), ("qv2c mixed boundary+fuse", "qv2c int8"),
+                 ("onnxruntime mixed", "onnxruntime int8")]
         for model, t in ratio_rows:
-            r = [t["qv2c mixed per-op"] / t["qv2c mixed boundary+fuse"], t["qv2c fp32"] / t["qv2c int8"],
-                 t["onnxruntime fp32"] / t["onnxruntime int8"], t["qv2c fp32"] / t["onnxruntime fp32"], t["qv2c int8"] / t["onnxruntime int8"],
-                 t["qv2c mixed boundary+fuse"] / t["qv2c int8"], t["onnxruntime mixed"] / t["onnxruntime int8"]]
-            lines.append(f"| {model} | " + " | ".join(f"{v:.2f}" for v in r) + " |")
+            cells = [f"{t[a] / t[b]:.2f}" if t.get(a) and t.get(b) else "n/a" for a, b in pairs]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines.append("\n## Where qv2c's int8 time goes (batch 1, per-kernel profile)\n")
     lines.append(f"Peak of this CPU per core (Zen 3, AVX2): fp32 {meta['peak_f32_gops_per_core']} GFLOP/s "
                  f"(2 FMA x 8 lanes x 2 ops x {meta['ghz']} GHz), int8 {meta['peak_i8_gops_per_core']} GOP/s "
@@ -318,6 +365,7 @@ def main() -> None:
     p.add_argument("--compile-repeats", type=int, default=3)
     p.add_argument("--skip-compile", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--memory-only", action="store_true", help="redo only the memory table of latency.json")
     p.add_argument("--ghz", type=float, default=3.0, help="clock for the peak figures in the report")
     args = p.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
@@ -325,6 +373,11 @@ def main() -> None:
     meta = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "threads": n_threads, "runs": args.runs,
             "batches": batches, "ghz": args.ghz, "peak_f32_gops_per_core": round(32 * args.ghz),
             "peak_i8_gops_per_core": round(64 * args.ghz)}
+    if args.memory_only:
+        result = json.loads((RESULTS / "latency.json").read_text())
+        result["memory"] = {name: memory(name, n_threads) for name in args.models.split(",")}
+        write_report(result)
+        return
     result = {"meta": meta, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):

@@ -69,16 +69,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> None:
     import qv2c
-    from qv2c.datasets import MODELS, load_eval_set, model_path, top1
+    from qv2c.datasets import MODELS, load_eval_set, model_path, spread_indices, top1
 
     named = args.model in MODELS
     if named:
         info = MODELS[args.model]
         path = str(model_path(args.model, args.data))
+        # CIFAR-10: training images spread over all classes (the zip stores them class by class);
+        # ImageNet: the last images of the folder, which evaluation (the first ones) never uses
         calib_split = "train" if info.dataset == "cifar10" else None
-        calib_idx = None if info.dataset == "cifar10" else slice(-args.calibration_count, None)
-        calibration, _ = load_eval_set(args.model, args.data, indices=calib_idx, limit=args.calibration_count,
-                                       split=calib_split)
+        calib_idx = (spread_indices(args.model, args.calibration_count, args.data, "train")
+                     if info.dataset == "cifar10" else slice(-args.calibration_count, None))
+        calibration, _ = load_eval_set(args.model, args.data, indices=calib_idx, split=calib_split)
     else:
         path = args.model
         if args.precision != "fp32" and not args.calibration:
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> None:
     if sample is not None and args.profile:
         _report_profile(model, sample, args.backend)
     if named and args.eval_count:
-        x, y = load_eval_set(args.model, args.data, limit=args.eval_count)
+        x, y = load_eval_set(args.model, args.data, indices=spread_indices(args.model, args.eval_count, args.data))
         reference = qv2c.compile(path, precision="fp32", batch_size=args.batch_size)
         print(f"\ntop-1 on {len(y)} evaluation images: fp32 {top1(reference(x), y, info.label_offset):.2f} %, "
               f"compiled {top1(model(x), y, info.label_offset):.2f} %")
@@ -147,11 +149,13 @@ def _accuracy_target(args: argparse.Namespace, named: bool) -> dict:
         return {}
     if not named:
         raise ConfigError("--max-accuracy-drop needs a named model (its labelled images are the validation set)")
-    from qv2c.datasets import MODELS, load_eval_set
+    from qv2c.datasets import MODELS, load_eval_set, spread_indices
 
     info = MODELS[args.model]
     split = "train" if info.dataset == "cifar10" else None
-    idx = slice(-300, None) if info.dataset == "cifar10" else slice(1000, 1200)
+    # CIFAR-10: 300 training images over all classes, one past each calibration-style index
+    idx = ([i + 1 for i in spread_indices(args.model, 300, args.data, "train")] if info.dataset == "cifar10"
+           else slice(1000, 1200))
     return {"max_accuracy_drop": args.max_accuracy_drop, "validation": load_eval_set(args.model, args.data, indices=idx, split=split),
             "label_offset": info.label_offset}
 

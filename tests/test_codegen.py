@@ -29,7 +29,7 @@ from test_realize_quant import NET_LAYERS, NUMERIC_CASES, random_net  # noqa: E4
 import qv2c
 from qv2c.codegen import lower, render
 from qv2c.codegen.spec import Buf
-from qv2c.datasets import load_eval_set, model_path, top1
+from qv2c.datasets import load_eval_set, model_path, spread_indices, top1
 from qv2c.errors import ConfigError
 from qv2c.ir import interpret
 from qv2c.passes import run_pipeline
@@ -259,8 +259,8 @@ def zoo_data():
 
     def load(name):
         if name not in cache:
-            calib, _ = load_eval_set(name, split="train", limit=32)
-            cache[name] = (calib, *load_eval_set(name, limit=IMAGES))
+            calib, _ = load_eval_set(name, split="train", indices=spread_indices(name, 32, split="train"))
+            cache[name] = (calib, *load_eval_set(name, indices=spread_indices(name, IMAGES)))
         return cache[name]
 
     return load

@@ -13,7 +13,7 @@ import pytest
 from quant_models import LAYERS, images, small_cnn
 
 import qv2c
-from qv2c.datasets import load_eval_set, model_path, top1
+from qv2c.datasets import load_eval_set, model_path, spread_indices, top1
 from qv2c.errors import CalibrationError, ConfigError, InputError
 from qv2c.ir import interpret
 from qv2c.passes.sensitivity import Ranking
@@ -215,8 +215,9 @@ def test_resnet18_int8_per_channel_agrees_with_fp32():
     """CIFAR-10 ResNet-18 (QV2C_DATA), calibrated on 32 training images: int8 with
     per-channel weights predicts the fp32 class on >= 95% of 200 test images."""
     path = str(model_path("cifar10_resnet18v1"))
-    calibration, _ = load_eval_set("cifar10_resnet18v1", split="train", limit=32)
-    x, _ = load_eval_set("cifar10_resnet18v1", limit=200)
+    name = "cifar10_resnet18v1"
+    calibration, _ = load_eval_set(name, split="train", indices=spread_indices(name, 32, split="train"))
+    x, _ = load_eval_set(name, indices=spread_indices(name, 200))  # all ten classes
     int8 = qv2c.compile(path, calibration, precision="int8", batch_size=50)
     assert set(int8.precision.values()) == {"int8"} and "qv.qconv" in int8.ir
     fp32 = qv2c.compile(path, precision="fp32", batch_size=50)

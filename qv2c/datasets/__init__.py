@@ -34,6 +34,7 @@ from qv2c.datasets.models import (
     load_eval_set,
     model_info,
     model_path,
+    spread_indices,
     top1,
 )
 from qv2c.datasets.paths import ENV_VAR, data_file, data_root
@@ -65,5 +66,6 @@ __all__ = [
     "load_imagenet",
     "model_info",
     "model_path",
+    "spread_indices",
     "top1",
 ]

@@ -125,6 +125,15 @@ def iter_eval_batches(
     return _images_for(info, root, split).iter_batches(indices, limit, get_preprocess(info.preprocess), batch_size)
 
 
+def spread_indices(name: str, count: int, root: str | os.PathLike | None = None,
+                   split: str | None = None) -> range:
+    """`count` indices spread evenly over the split (every n-th image).  Use this rather than the
+    first `count` images where a split is stored class by class (CIFAR-10: the first 1000 test
+    images are all airplanes)."""
+    total = len(_images_for(model_info(name), root, split))
+    return range(0, total, max(1, total // max(1, count)))[:count]
+
+
 def top1(logits: np.ndarray, labels: np.ndarray, label_offset: int = 0) -> float:
     """Top-1 accuracy in percent: how often `argmax(logits) - label_offset == label`."""
     logits, labels = np.asarray(logits), np.asarray(labels)

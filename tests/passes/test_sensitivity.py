@@ -50,9 +50,9 @@ def count_evaluations(monkeypatch):
 
 
 # -- QuantuneV2 ---------------------------------------------------------------------------
-def test_quantunev2_runs_two_inferences_per_batch(count_evaluations):
+def test_quantunev2_global_runs_two_inferences_per_batch(count_evaluations):
     ctx = context(count=5, batch=2)  # 3 batches, the last one padded
-    ranking = rank_layers("quantunev2", ctx)
+    ranking = rank_layers("quantunev2-global", ctx)
     assert ranking.inferences == 2
     assert len(count_evaluations) == 2 * 3
     fp32_runs = [m for m in count_evaluations if m is ctx.module]
@@ -60,8 +60,8 @@ def test_quantunev2_runs_two_inferences_per_batch(count_evaluations):
     assert len({id(m) for m in count_evaluations if m is not ctx.module}) == 1  # one int8 module, built once
 
 
-def test_quantunev2_local_runs_fp32_once_and_each_int8_layer_once_per_batch(count_evaluations, monkeypatch):
-    """The local variant's second pass runs every int8 layer once per batch on the fp32
+def test_quantunev2_runs_fp32_once_and_each_int8_layer_once_per_batch(count_evaluations, monkeypatch):
+    """The default (local) variant's second pass runs every int8 layer once per batch on the fp32
     run's input: the work of one int8 inference, without chaining the layers."""
     isolated = []
     real = quantunev2._isolated_int8_output
@@ -72,7 +72,7 @@ def test_quantunev2_local_runs_fp32_once_and_each_int8_layer_once_per_batch(coun
 
     monkeypatch.setattr(quantunev2, "_isolated_int8_output", counting)
     ctx = context(count=5, batch=2)
-    ranking = rank_layers("quantunev2-local", ctx)
+    ranking = rank_layers("quantunev2", ctx)
     assert ranking.inferences == 2
     assert len(count_evaluations) == 3 and all(m is ctx.module for m in count_evaluations)
     layers = len(ranking.records)
@@ -104,7 +104,7 @@ def test_quantunev2_metrics_do_not_depend_on_the_batch():
             assert by_two[name][key] == pytest.approx(at_once[name][key], rel=1e-6, abs=1e-9), (name, key)
 
 
-@pytest.mark.parametrize("method", ["quantunev2", "quantunev2-local"])
+@pytest.mark.parametrize("method", ["quantunev2", "quantunev2-global"])
 def test_layer_hard_to_quantize_per_tensor_ranks_first(method):
     """conv3 with one output channel 1000x the others: per-tensor int8 rounds all its
     other weights to 0. Unskewed, conv3 is not the most sensitive layer."""

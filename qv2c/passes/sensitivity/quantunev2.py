@@ -12,14 +12,18 @@ Each metric is min-max normalised across layers to [0, 1] (1 = most sensitive;
 MSEs on a log scale because they span orders of magnitude between layers), and the
 score is a weighted sum. Two variants:
 
-- `global` (the paper's formulation): weights 0.25 each on weight SQNR, weight MSE,
-  activation SQNR and activation MSE;
-- `local`: the same four metrics and weights, but inference 2 runs each int8 layer
-  on the fp32 run's (quantized) input instead of chaining the int8 model, so a
+- `local` (method "quantunev2", the default): weights 0.25 each on weight SQNR,
+  weight MSE, activation SQNR and activation MSE, where inference 2 runs each int8
+  layer on the fp32 run's (quantized) input instead of chaining the int8 model, so a
   layer's activation error is the error it adds, not the error it inherits. The
-  compute is still one fp32 and one int8 pass over the calibration set. Measured on
-  per-tensor MobileNetV2: the chained run hides the first depthwise conv (its error
-  is drowned by everything downstream), the isolated run puts it first.
+  compute is still one fp32 and one int8 pass over the calibration set.
+- `global` (method "quantunev2-global", the paper's formulation): the same four
+  metrics and weights, with inference 2 the chained all-int8 model.
+
+Why local is the default (benchmarks/results/accuracy.md): on per-tensor MobileNetV2
+(fp32 80.33 %, all-int8 8.67 %) the chained run hides the first depthwise conv, whose
+error is drowned by everything downstream: global reaches only 17.8 % with 10 fp32
+layers, local puts that conv in its top 2 and is within 1 point of fp32 at k = 3.
 
 All work after the two inferences is O(number of layers).
 """
@@ -50,7 +54,7 @@ WEIGHTS = {
 }
 
 
-def rank_quantunev2(ctx: SensitivityContext, variant: str = "global") -> Ranking:
+def rank_quantunev2(ctx: SensitivityContext, variant: str = "local") -> Ranking:
     start = time.perf_counter()
     load_all()
     layers = quantizable_layers(ctx.module)
@@ -105,7 +109,7 @@ def rank_quantunev2(ctx: SensitivityContext, variant: str = "global") -> Ranking
     scores = combine(names, metrics, WEIGHTS[variant])
     records = [LayerRecord(n, op.name, layer_macs(op), scores[n], metrics[n]) for n, op in zip(names, layers)]
     records.sort(key=lambda r: -r.score)
-    return Ranking(f"quantunev2-{variant}" if variant != "global" else "quantunev2", records, 2,
+    return Ranking("quantunev2" if variant == "local" else f"quantunev2-{variant}", records, 2,
                    time.perf_counter() - start)
 
 
