@@ -50,3 +50,9 @@ def test_onnx_path_needs_calibration_samples(capsys, tmp_path):
     assert main([str(model_path("cifar10_vgg16")), "--calibration", str(samples), "--precision", "int8",
                  "--runs", "2"]) == 0
     assert "latency of one batch of 1" in capsys.readouterr().out
+
+
+def test_negative_image_counts_are_one_line_errors(capsys):
+    assert main(["cifar10_resnet18v1", "--calibration-count", "-3", "--eval-count", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qv2c-run: error:") and "positive number of images" in err and "\n" not in err

@@ -130,6 +130,8 @@ def spread_indices(name: str, count: int, root: str | os.PathLike | None = None,
     """`count` indices spread evenly over the split (every n-th image).  Use this rather than the
     first `count` images where a split is stored class by class (CIFAR-10: the first 1000 test
     images are all airplanes)."""
+    if not isinstance(count, int) or count < 1:
+        raise ConfigError(f"need a positive number of images, not {count!r}")
     total = len(_images_for(model_info(name), root, split))
     return range(0, total, max(1, total // max(1, count)))[:count]
 
