@@ -9,10 +9,11 @@
 
 Everything that can be done once is done in the constructor: weights are packed, the
 buffers are planned and allocated in one arena, their views (reshape aliases, the
-[M, 1, 1, K] views of FC layers, concat rows) are built.  A run binds the caller's
-input arrays, calls the generated `run(buffers, consts)` and copies the outputs out
-(the only allocation of a run at this level; some kernels use small scratch arrays
-of their own, e.g. the zero-padded input of a conv).  An Executable is not
+[M, 1, 1, K] views of FC layers, concat rows) are built, and every kernel the program
+calls is compiled (in parallel worker processes on a cold cache, `precompile.py`).
+A run binds the caller's input arrays, calls the generated `run(buffers, consts)` and
+copies the outputs out (the only allocation of a run at this level; some kernels use
+small scratch arrays of their own, e.g. the zero-padded input of a conv).  An Executable is not
 reentrant: two threads must not run the same one at once (they would share buffers).
 """
 
@@ -28,6 +29,7 @@ from qv2c.codegen.render import load
 from qv2c.ir.core import Module
 from qv2c.ir.interpreter import check_inputs
 from qv2c.runtime.buffer_plan import materialize, plan_buffers
+from qv2c.runtime.precompile import kernel_jobs, precompile
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Executable:
         self._arena, self._buffers = materialize(self.program, self.plan)
         self._consts = tuple(c.data for c in self.program.consts)
         self._loaded = load(self.program)
+        precompile(kernel_jobs(self.program, self._buffers, self._consts))
 
     @property
     def source(self) -> str:
