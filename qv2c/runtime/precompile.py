@@ -47,12 +47,14 @@ log = logging.getLogger("qv2c.precompile")
 
 
 def kernel_jobs(program: Program, buffers: list, consts: tuple) -> list[Job]:
-    """The distinct kernel specialisations `program` calls, in first-call order."""
+    """The distinct Numba kernel specialisations `program` calls, in first-call order."""
     import numba
 
     jobs: dict[Job, None] = {}
     for k in program.kernels:
         module, fn = k.kernel.split(":")
+        if not isinstance(getattr(importlib.import_module(module), fn), numba.core.dispatcher.Dispatcher):
+            continue  # a plain Python kernel (`fallback.py` runs an op through the reference interpreter)
         values = [_argument_value(a, program, buffers, consts) for _, a in k.args]
         jobs[(module, fn, tuple(numba.typeof(v) for v in values))] = None
     return list(jobs)

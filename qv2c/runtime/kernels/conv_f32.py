@@ -33,9 +33,16 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
-from qv2c.runtime.kernels.convplan import ConvPlan, check_conv_args, make_plan, ntasks, task_bounds
+from qv2c.runtime.kernels.convplan import (
+    ConvPlan,
+    check_conv_args,
+    make_plan,
+    ntasks,
+    plan_tap_offsets,
+    task_bounds,
+)
 from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
-from qv2c.runtime.kernels.indirect import pad_nhwc, pixel_offsets, tap_offsets
+from qv2c.runtime.kernels.indirect import pad_nhwc, pixel_offsets
 from qv2c.runtime.kernels.microkernel import PANEL, mk_f32_act, mk_f32_raw
 
 F32Epilogue = namedtuple("F32Epilogue", "lo32 hi32 has_res quant lo hi q_scale q_zp q_lo q_hi")
@@ -90,7 +97,7 @@ def conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, 
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)
     resf = res.reshape(res.size)
-    tapoff = tap_offsets(kh, kw, dh, dw, plan.wp, c)
+    tapoff = plan_tap_offsets(plan, kh, kw, dh, dw)
     ep = F32Epilogue(np.float32(lo), np.float32(hi), has_res, quant, lo, hi, q_scale, q_zp, q_lo, q_hi)
     if plan.parallel:
         for task in prange(ntasks(plan, groups)):

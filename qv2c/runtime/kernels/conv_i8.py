@@ -35,9 +35,16 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
-from qv2c.runtime.kernels.convplan import ConvPlan, check_conv_args, make_plan, ntasks, task_bounds
+from qv2c.runtime.kernels.convplan import (
+    ConvPlan,
+    check_conv_args,
+    make_plan,
+    ntasks,
+    plan_tap_offsets,
+    task_bounds,
+)
 from qv2c.runtime.kernels.epilogue import store_dequant, store_requant, store_requant_add
-from qv2c.runtime.kernels.indirect import pad_widen_s16, pixel_offsets, tap_offsets
+from qv2c.runtime.kernels.indirect import pad_widen_s16, pixel_offsets
 from qv2c.runtime.kernels.microkernel import (
     PANEL,
     mk_s16_dequant,
@@ -115,7 +122,7 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)
     resf = res.reshape(res.size)
-    tapoff = tap_offsets(kh, kw, dh, dw, plan.wp, groups * icp)
+    tapoff = plan_tap_offsets(plan, kh, kw, dh, dw)
     # float32 constants of the epilogues (see epilogue.py); integer bounds are exact in float32
     tlo = np.float32(lo1 - z1) if mode == MODE_REQUANT_ADD else np.float32(lo - zy)
     thi = np.float32(hi1 - z1) if mode == MODE_REQUANT_ADD else np.float32(hi - zy)

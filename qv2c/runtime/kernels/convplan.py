@@ -13,6 +13,7 @@ from collections import namedtuple
 
 from numba import njit
 
+from qv2c.runtime.kernels.indirect import tap_offsets
 from qv2c.runtime.kernels.microkernel import MAX_ROWS, PANEL
 from qv2c.runtime.kernels.tiling import plan_tiles, run_parallel
 
@@ -26,7 +27,7 @@ ConvPlan = namedtuple("ConvPlan", [
     "npan",       # weight panels (16 output channels) per group
     "kpad",       # packed reduction length per panel (elements)
     "kc",         # micro-kernel reduction steps per tap (channels, or channel pairs for int8)
-    "ntaps",
+    "ntaps",      # taps: KH * KW, or KH "row taps" of KW * kc steps each (see `make_plan`)
     "ptile", "nptiles", "nchunks", "per_chunk",
     "parallel",
 ])
@@ -61,6 +62,12 @@ def check_conv_args(x, out, bias, res, has_res, kh, kw, groups, npan, kpad, icgp
 def make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, kpad, kc, cp, icgp):
     """The fields of a conv's `ConvPlan`, as a plain tuple; `kpad`, `kc`, `cp`, `icgp` depend on the precision.
 
+    Row taps: with one group and no horizontal dilation, the KW taps of a kernel row read
+    KW adjacent input pixels, whose channels are contiguous in NHWC, so a row is one tap
+    of KW * kc reduction steps.  The packed weights are already in that order (tap-major,
+    then channel), so only the loop bounds change: fewer, longer reduction loops, which
+    matters for convs with few channels per tap (a 3-channel stem has kc = 2 int16 pairs).
+
     Callers build the namedtuple themselves, `ConvPlan(*make_plan(...))`: Numba's parfor
     lowering fails with a NameError when a prange body uses a namedtuple that was
     returned by a function (numba 0.68), but accepts one constructed in the caller.
@@ -69,8 +76,17 @@ def make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan
     ops = 2 * npix * kh * kw * kc * groups * npan * PANEL
     parallel = run_parallel(ops, npix)
     ptile, nptiles, nchunks = plan_tiles(npix, groups, npan, ops, parallel)
+    row_taps = groups == 1 and dw == 1
+    ntaps, kc_tap = (kh, kw * kc) if row_taps else (kh * kw, kc)
     return (npix, oh, ow, sh, sw, padded_extent(h, oh, sh, pt, kh, dh), padded_extent(wd, ow, sw, pl, kw, dw),
-            cp, icgp, oc // groups, oc, npan, kpad, kc, kh * kw, ptile, nptiles, nchunks, -(-npan // nchunks), parallel)
+            cp, icgp, oc // groups, oc, npan, kpad, kc_tap, ntaps, ptile, nptiles, nchunks, -(-npan // nchunks),
+            parallel)
+
+
+@njit(cache=True)
+def plan_tap_offsets(plan, kh, kw, dh, dw):
+    """`indirect.tap_offsets` for the plan's taps: one per kernel row when `make_plan` merged each row's taps."""
+    return tap_offsets(kh, plan.ntaps // kh, dh, dw, plan.wp, plan.cp)
 
 
 @njit(cache=True)
