@@ -70,12 +70,17 @@ def onnxruntime_quantized(src: str | os.PathLike, dst: str | os.PathLike, calib:
                         nodes_to_exclude=list(exclude))
 
 
-def onnxruntime_session(path: str | os.PathLike, threads: int):
-    """An onnxruntime CPU session with `threads` intra-op threads (all graph optimisations on)."""
+def onnxruntime_session(path: str | os.PathLike | bytes, threads: int, config: dict[str, str] | None = None):
+    """An onnxruntime CPU session with `threads` intra-op threads (all graph optimisations on) on
+    an ONNX file or serialized model, with the session config entries `config` (e.g.
+    {"session.disable_quant_qdq": "1"}: keep QDQ graphs unfused instead of fused integer kernels)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: quantized models make it warn about every unused initializer
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
