@@ -44,6 +44,7 @@ from qv2c.runtime.kernels.convplan import (
 from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
 from qv2c.runtime.kernels.indirect import pad_nhwc, pixel_offsets
 from qv2c.runtime.kernels.microkernel import PANEL, mk_f32_act, mk_f32_raw
+from qv2c.runtime.kernels.tiling import pad_in_parallel
 
 F32Epilogue = namedtuple("F32Epilogue", "lo32 hi32 has_res quant lo hi q_scale q_zp q_lo q_hi")
 
@@ -92,7 +93,7 @@ def conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, 
         xp = x
     else:
         xp = np.empty((n, plan.hp, plan.wp, c), np.float32)
-        pad_nhwc(x, pt, pl, xp, plan.parallel)
+        pad_nhwc(x, pt, pl, xp, pad_in_parallel(plan.parallel, xp.size))
     xpf = xp.reshape(xp.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)

@@ -52,6 +52,7 @@ from qv2c.runtime.kernels.microkernel import (
     mk_s16_requant,
     mk_s16_requant_add,
 )
+from qv2c.runtime.kernels.tiling import pad_in_parallel
 
 MODE_REQUANT = 0
 MODE_REQUANT_ADD = 1
@@ -117,7 +118,7 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
     plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, 2 * kp, icp // 2,
                                groups * icp, icp))
     xp = np.empty((n, plan.hp, plan.wp, groups * icp), np.int16)
-    pad_widen_s16(x, zx, pt, pl, groups, xp, plan.parallel)
+    pad_widen_s16(x, zx, pt, pl, groups, xp, pad_in_parallel(plan.parallel, xp.size))
     xpf = xp.reshape(xp.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)

@@ -7,8 +7,8 @@ bigger tiles mean more reuse.  The layer needs a few tasks per thread for balanc
 prange's static schedule; layers with few pixels (an 8x8 ResNet stage at batch 1, an FC
 layer) keep tiles of at least 48 pixels and are split across panel chunks instead.
 
-Very small layers run serially: a parallel region costs ~10 us to fork and join (more
-on a loaded machine), which is more than such a layer gains from a second thread.
+Small layers run serially: a parallel region costs ~15-20 us to wake the second thread
+and join on this VM (more on a loaded machine), more than such a layer gains from it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,14 @@ MIN_TILE_ROWS = 48
 #: calling that inside a kernel makes Numba refuse to cache it (it embeds a ctypes pointer).
 #: 16 balances 1, 2, 4 or 8 threads under prange's static schedule.
 TARGET_TASKS = 16
-#: below this many operations (2 per multiply-add) a kernel runs serially (~50 us of work)
+#: below this many operations (2 per multiply-add) a kernel runs serially (~50 us of work).
+#: (10 M was tried: isolated convs of 4.7 M operations ran faster on one thread, but whole CIFAR
+#: models at batch 1 got slower, the layers' own second thread being warm from the layer before.)
 PARALLEL_MIN_OPS = 4_000_000
+#: elements of a conv's padded (and widened) input copy from which the copy runs in parallel:
+#: a copy is memory-bound and cheap (a 56x56x64 int8 input widens in ~14 us on one thread),
+#: while waking the second thread costs ~15-20 us here, so only very large inputs gain
+PAD_PARALLEL_MIN = 1 << 19
 #: a GEMM with fewer rows than one micro-kernel block (batch-1 FC) streams its weights at
 #: roughly a third of the compute rate, so its operations count this many times over
 FEW_ROWS_WEIGHT = 3
@@ -38,6 +44,12 @@ MIN_TASK_OPS = 1_000_000
 def run_parallel(ops, rows=6):
     """Whether a kernel doing `ops` operations over `rows` output pixels should use its parallel loop."""
     return ops * (FEW_ROWS_WEIGHT if rows < 6 else 1) >= PARALLEL_MIN_OPS
+
+
+@njit(cache=True)
+def pad_in_parallel(plan_parallel, padded_size):
+    """Whether a conv copies its padded input in a parallel loop (see PAD_PARALLEL_MIN)."""
+    return plan_parallel and padded_size >= PAD_PARALLEL_MIN
 
 
 @njit(cache=True)
