@@ -20,7 +20,9 @@ memory a loaded model adds to its process (RSS growth while building and running
 in a fresh process) next to qv2c's planned activation arena.
 
 Results: benchmarks/results/latency.{md,json}.  The machine is shared and noisy: the
-figures are medians of `--runs` runs, and ratios are between runs of the same process.
+figures are medians of `--runs` runs taken in `--rounds` interleaved rounds (a few runs of every
+variant per round: the VM's speed drifts by up to 30 % within seconds, and fine interleaving
+spreads each slow spell over all variants), and ratios are between runs of the same process.
 """
 
 from __future__ import annotations
@@ -56,14 +58,19 @@ ALL_MODELS = ["squeezenet1.1", "mobilenetv2", "cifar10_resnet18v1", "cifar10_res
               "cifar10_vgg16", "cifar10_mobilenetv2"]
 PLACEMENTS = ("per-op", "boundary", "boundary+fuse")
 MIXED_K = 3
+#: untimed runs of a variant after the pause that starts each of its blocks (see interleaved_medians)
+REWARM = 2
 CALIBRATION_IMAGES = 32  # latency does not depend on the ranges; fewer images keep compiles short
 
 
-def interleaved_medians(fns: dict, runs: int, rounds: int = 3, warmup: int = 3) -> dict[str, float]:
+def interleaved_medians(fns: dict, runs: int, rounds: int, warmup: int = 3, rewarm: int = REWARM) -> dict[str, float]:
     """Median seconds of each callable over `runs` calls, taken in `rounds` interleaved rounds (every
     callable runs runs/rounds times per round), so a slow spell of the shared machine hits all alike.
-    Every block starts after a short pause: onnxruntime's intra-op threads spin-wait after a run and
-    would otherwise take the cores from whatever runs next."""
+    Every block starts after a short pause, because onnxruntime's intra-op threads spin-wait after a
+    run and would otherwise take the cores from whatever runs next; then `rewarm` untimed runs,
+    because on this VM an idle pause costs the next runs dearly: measured on VGG16-CIFAR fp32 at
+    batch 1, runs right after a 50 ms pause took 6-70 ms instead of ~1 ms (every parallel region
+    waits for the idle second vCPU to be scheduled again), and two untimed runs bring it back."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -72,6 +79,8 @@ def interleaved_medians(fns: dict, runs: int, rounds: int = 3, warmup: int = 3) 
     for _ in range(rounds):
         for key, fn in fns.items():
             time.sleep(0.05)  # let the previous engine's worker threads stop spinning (onnxruntime spins)
+            for _ in range(rewarm):
+                fn()
             for _ in range(per_round):
                 t = time.perf_counter()
                 fn()
@@ -137,7 +146,7 @@ def with_dynamic_batch(src: str, dst: str) -> str:
     return dst
 
 
-def bench_model(name: str, batches: list[int], runs: int, tmp: str) -> dict:
+def bench_model(name: str, batches: list[int], runs: int, rounds: int, tmp: str) -> dict:
     calib = calibration_images(name, CALIBRATION_IMAGES)
     x_all, _ = load_eval_set(name, limit=max(batches))
     row = {"model": name, "batches": {}}
@@ -157,7 +166,7 @@ def bench_model(name: str, batches: list[int], runs: int, tmp: str) -> dict:
             fns[f"qv2c {key}"] = lambda m=model, x=x: m.run(x)
         for key, session in sessions.items():
             fns[f"onnxruntime {key}"] = lambda s=session, x=x: s.run(None, {"input": x})
-        times = interleaved_medians(fns, runs)
+        times = interleaved_medians(fns, runs, rounds)
         for key in ("fp32", "int8", "mixed"):
             times.setdefault(f"onnxruntime {key}", None)
         entry = {"fp32_layers": list(fp32_layers), "seconds": times}
@@ -291,7 +300,7 @@ def render_markdown(result: dict) -> str:
     meta = result["meta"]
     lines = ["# End-to-end latency: qv2c (Numba backend) vs onnxruntime\n",
              f"CPU: {meta['cpu']}, {meta['threads']} threads on both sides, {meta['date']}. Median of "
-             f"{meta['runs']} runs after 3 warm-up runs (3 interleaved rounds), ms per batch. Mixed = QuantuneV2 with k = {MIXED_K} "
+             f"{meta['runs']} runs after 3 warm-up runs ({meta.get('rounds', 3)} interleaved rounds, each block after a 50 ms pause and {meta.get('rewarm', 0)} untimed runs), ms per batch. Mixed = QuantuneV2 with k = {MIXED_K} "
              "fp32 layers; onnxruntime mixed = `quantize_static` with `nodes_to_exclude` = those layers. "
              "Ratios: time / other time (< 1 means qv2c is faster).\n"]
     cols = ["qv2c fp32", "qv2c int8", *[f"qv2c mixed {p}" for p in PLACEMENTS], "onnxruntime fp32",
@@ -361,7 +370,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--models", default=",".join(ALL_MODELS))
     p.add_argument("--batches", default="1,8")
-    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--runs", type=int, default=60)
+    p.add_argument("--rounds", type=int, default=20,
+                   help="interleaved rounds: this VM's speed drifts by 30%% within seconds, so many short rounds")
     p.add_argument("--compile-repeats", type=int, default=3)
     p.add_argument("--skip-compile", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
@@ -371,6 +382,7 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     n_threads = threads()
     meta = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "threads": n_threads, "runs": args.runs,
+            "rounds": args.rounds, "rewarm": REWARM,
             "batches": batches, "ghz": args.ghz, "peak_f32_gops_per_core": round(32 * args.ghz),
             "peak_i8_gops_per_core": round(64 * args.ghz)}
     if args.memory_only:
@@ -381,7 +393,7 @@ def main() -> None:
     result = {"meta": meta, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
-            result["rows"].append(bench_model(name, batches, args.runs, tmp))
+            result["rows"].append(bench_model(name, batches, args.runs, args.rounds, tmp))
             write_report(result)
     if not args.skip_compile:
         result["compile"] = {"model": "cifar10_resnet18v1", **compile_times("cifar10_resnet18v1", args.compile_repeats)}
