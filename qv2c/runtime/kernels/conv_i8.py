@@ -118,7 +118,7 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
     plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, 2 * kp, icp // 2,
                                groups * icp, icp))
     xp = np.empty((n, plan.hp, plan.wp, groups * icp), np.int16)
-    pad_widen_s16(x, zx, pt, pl, groups, xp, pad_in_parallel(plan.parallel, xp.size))
+    pad_widen_s16(x, zx, pt, pl, groups, xp, pad_in_parallel(plan.parallel, xp.size, icp != icg))
     xpf = xp.reshape(xp.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)

@@ -78,13 +78,14 @@ def _pad_widen_row(x, zx, pt, pl, groups, xp, row):
         inner = dst[pl * cp:(pl + w) * cp]
         for i in range(w * c):
             inner[i] = np.int16(src[i]) - z
-    else:
-        for xo in range(w):
-            s = x[b, y, xo]
-            d = dst[(pl + xo) * cp:(pl + xo + 1) * cp]
-            for g in range(groups):
-                for i in range(icg):
-                    d[g * icp + i] = np.int16(s[g * icg + i]) - z
+    else:  # odd channels per group (a 3-channel stem): a zero pad channel after each group
+        src = x[b, y].reshape(w * c)
+        for g in range(groups):  # one long strided loop per channel, not a 3-step loop per pixel
+            for i in range(icg):
+                so = g * icg + i
+                do = pl * cp + g * icp + i
+                for xo in range(w):
+                    dst[do + xo * cp] = np.int16(src[so + xo * c]) - z
 
 
 @njit(parallel=True, cache=True)

@@ -33,6 +33,9 @@ PARALLEL_MIN_OPS = 4_000_000
 #: a copy is memory-bound and cheap (a 56x56x64 int8 input widens in ~14 us on one thread),
 #: while waking the second thread costs ~15-20 us here, so only very large inputs gain
 PAD_PARALLEL_MIN = 1 << 19
+#: how many times more a padded element costs when each group's channels are padded to an even
+#: count (an int8 3-channel stem: a strided loop per channel, ~1.3 ns per element against ~0.07)
+ODD_CHANNEL_PAD_COST = 16
 #: a GEMM with fewer rows than one micro-kernel block (batch-1 FC) streams its weights at
 #: roughly a third of the compute rate, so its operations count this many times over
 FEW_ROWS_WEIGHT = 3
@@ -47,9 +50,10 @@ def run_parallel(ops, rows=6):
 
 
 @njit(cache=True)
-def pad_in_parallel(plan_parallel, padded_size):
+def pad_in_parallel(plan_parallel, padded_size, channels_padded=False):
     """Whether a conv copies its padded input in a parallel loop (see PAD_PARALLEL_MIN)."""
-    return plan_parallel and padded_size >= PAD_PARALLEL_MIN
+    work = padded_size * (ODD_CHANNEL_PAD_COST if channels_padded else 1)
+    return plan_parallel and work >= PAD_PARALLEL_MIN
 
 
 @njit(cache=True)
