@@ -73,6 +73,9 @@ def make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan
     returned by a function (numba 0.68), but accepts one constructed in the caller.
     """
     npix = n * oh * ow
+    # `kc` counts int16 channel *pairs* for int8, so an int8 conv's `ops` is half its true operation
+    # count and it goes parallel at twice the size an fp32 conv does.  Kept (seen 2026-11-27): on the
+    # 2-vCPU VM the benchmarks run on, serial small convs proved the sturdier choice.
     ops = 2 * npix * kh * kw * kc * groups * npan * PANEL
     parallel = run_parallel(ops, npix)
     ptile, nptiles, nchunks = plan_tiles(npix, groups, npan, ops, parallel)
