@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib
 import os
 import pickle
 import subprocess
@@ -11,11 +12,14 @@ import textwrap
 
 import numba
 import numpy as np
+import pytest
 
 from qv2c.codegen.lower import lower
+from qv2c.errors import ConfigError
 from qv2c.ir import Builder, Module, TensorType, Value
 from qv2c.runtime.buffer_plan import materialize, plan_buffers
-from qv2c.runtime.precompile import kernel_jobs
+from qv2c.runtime.executable import Executable
+from qv2c.runtime.precompile import default_workers, kernel_jobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,13 +42,31 @@ def test_kernel_jobs_are_the_distinct_calls_typed_like_the_run():
     jobs = kernel_jobs(program, buffers, consts)
     calls = {k.kernel.replace(":", ".") for k in program.kernels}
     assert {f"{module}.{fn}" for module, fn, _ in jobs} == calls
-    assert len(jobs) == len(set(jobs))
-    assert all(isinstance(t, numba.types.Type) for _, _, sig in jobs for t in sig)
     # the input slot is unbound (None) before a run: it is typed from its buffer spec
     (_, slot, _, _), = program.inputs
     assert buffers[slot] is None
     x_type = numba.typeof(np.zeros((1, 3, 6, 6), np.float32))
     assert any(x_type in sig for _, _, sig in jobs)
+
+
+def test_a_run_after_precompile_compiles_no_new_specialisation():
+    """The jobs are typed exactly as the generated `run` calls the kernels: once the Executable
+    has precompiled them, running it adds no overload to any kernel dispatcher."""
+    m = relu_then_maxpool()
+    exe = Executable(m)
+    dispatchers = {fn: getattr(importlib.import_module(module), fn)
+                   for module, fn in (k.kernel.split(":") for k in exe.program.kernels)}
+    before = {fn: set(d.overloads) for fn, d in dispatchers.items()}
+    exe.run({"x": np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.float32)})
+    assert {fn: set(d.overloads) for fn, d in dispatchers.items()} == before
+
+
+def test_bad_worker_count_is_a_one_line_config_error(monkeypatch):
+    monkeypatch.setenv("QV2C_JIT_WORKERS", "two")
+    with pytest.raises(ConfigError, match="QV2C_JIT_WORKERS='two'"):
+        default_workers()
+    monkeypatch.setenv("QV2C_JIT_WORKERS", "0")
+    assert default_workers() == 0
 
 
 def test_worker_answers_one_line_per_job_and_reports_bad_jobs():

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from qv2c.codegen.spec import DTYPE_NAMES, Buf, Const, Program
+from qv2c.errors import ConfigError
 
 Job = tuple[str, str, tuple]  # (module, function, argument types)
 
@@ -74,9 +75,11 @@ def _argument_value(a, program: Program, buffers: list, consts: tuple):
 def default_workers() -> int:
     """`QV2C_JIT_WORKERS`, else the CPUs this process may use minus one (this process compiles too)."""
     env = os.environ.get("QV2C_JIT_WORKERS")
-    if env is not None and env.strip().isdigit():
-        return int(env)
-    return max(0, len(os.sched_getaffinity(0)) - 1)
+    if env is None:
+        return max(0, len(os.sched_getaffinity(0)) - 1)
+    if not env.strip().isdigit():
+        raise ConfigError(f"QV2C_JIT_WORKERS={env!r}: set it to a number of worker processes (0 = none)")
+    return int(env)
 
 
 def precompile(jobs: list[Job], workers: int | None = None) -> list[Job]:
