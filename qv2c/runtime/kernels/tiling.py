@@ -26,15 +26,16 @@ MIN_TILE_ROWS = 48
 #: 16 balances 1, 2, 4 or 8 threads under prange's static schedule.
 TARGET_TASKS = 16
 #: below this many operations (2 per multiply-add) a kernel runs serially (~50 us of work).
-#: (10 M was tried: isolated convs of 4.7 M operations ran faster on one thread, but whole CIFAR
-#: models at batch 1 got slower, the layers' own second thread being warm from the layer before.)
+#: (10 M was tried: VGG16-CIFAR int8 at batch 1 was not faster, 0.60-0.63 ms against 0.54-0.56 ms
+#: in one-off runs; benchmarks/results/parallel_overhead.md has what two threads gain per conv.)
 PARALLEL_MIN_OPS = 4_000_000
 #: elements of a conv's padded (and widened) input copy from which the copy runs in parallel:
-#: a copy is memory-bound and cheap (a 56x56x64 int8 input widens in ~14 us on one thread),
-#: while waking the second thread costs ~15-20 us here, so only very large inputs gain
+#: a copy is memory-bound and cheap (a 56x56x64 int8 input widens in ~17 us on one thread),
+#: while a parallel copy costs 20-30 us even for tiny inputs here, so only very large inputs gain
+#: (benchmarks/results/parallel_overhead.md)
 PAD_PARALLEL_MIN = 1 << 19
 #: how many times more a padded element costs when each group's channels are padded to an even
-#: count (an int8 3-channel stem: a strided loop per channel, ~1.3 ns per element against ~0.07)
+#: count (an int8 3-channel stem: a strided loop per channel, ~1 ns per element against ~0.08)
 ODD_CHANNEL_PAD_COST = 16
 #: a GEMM with fewer rows than one micro-kernel block (batch-1 FC) streams its weights at
 #: roughly a third of the compute rate, so its operations count this many times over
