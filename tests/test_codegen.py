@@ -115,10 +115,17 @@ def test_per_op_placement_runs_standalone_quantize_kernels(calibrated_net):
     assert c.count("dequantize_flat") == 4 and c.count("quantize_flat") == 3  # one per int8 input
 
 
-def test_shift_requantization_falls_back_to_the_reference(calibrated_net):
-    """power-of-2 scales give requant="shift" layers, which no kernel implements: they still run."""
+def test_shift_requantization_runs_the_int8_kernels_with_shifts(calibrated_net):
+    """power-of-2 scales give requant="shift" layers: the same kernels as "float" ones, each given its
+    per-channel shifts (int32, M = 2**-shift) where a float layer gets float32 multipliers."""
     p = lower(realized(calibrated_net, scheme=QuantScheme(scale_kind="power-of-2")))
-    assert calls(p).count("run_reference") == 4
+    assert "run_reference" not in calls(p)
+    assert calls(p) == calls(lower(realized(calibrated_net)))
+    int8_calls = [dict(k.args) for k in p.kernels if k.function in ("conv2d_i8", "conv2d_i8_add", "gemm_i8")]
+    assert len(int8_calls) == 4
+    for args in int8_calls:
+        shifts = p.consts[args["mult"].id].data
+        assert shifts.dtype == np.int32 and np.all((-31 <= shifts) & (shifts <= 62))
 
 
 # -- the small net end to end: every assignment and placement -------------------------------------

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from qv2c.ir.quant_math import dequantize, quantize, requantize_float
+from qv2c.ir.quant_math import dequantize, quantize, requantize_float, requantize_shift
 from qv2c.ir.types import QuantParams
 from qv2c.runtime.kernels import conv_f32, conv_i8, depthwise, gemm, layout, packing
 
@@ -240,6 +240,47 @@ def test_conv_i8_requant_rounds_half_to_even(channels):
     np.testing.assert_array_equal(out.reshape(1, channels), np.clip(np.rint(acc * 0.5), -128, 127))
 
 
+@FEW
+@given(case=conv_cases(), add=st.booleans(), seed=st.integers(0, 2**31))
+def test_conv_i8_shift_requant_bit_exact(case, add, seed):
+    """int32 shifts in place of float multipliers ("shift" requantization, power-of-2 scales): the integer
+    round-half-up shift of `quant_math.requantize_shift`, alone and before the fused `qv.qadd`."""
+    rng = np.random.default_rng(seed)
+    x, w, zx = int8_data(rng, case, signed_x=False)
+    bias = rng.integers(-20000, 20000, case["oc"]).astype(np.int32)
+    shifts = rng.integers(-2, 18, case["oc"]).astype(np.int32)  # left shifts, none, and right shifts
+    z1, zr, zy = (int(v) for v in rng.integers(0, 256, 3))
+    q1 = requantize_shift(int8_acc(x, w, zx, bias, case), shifts, z1, 0, 255)
+    out = np.empty(out_shape(case), np.uint8)
+    packed = packing.pack_conv_i8(w, case["groups"]).data
+    if not add:
+        conv_i8.conv2d_i8(nhwc(x), zx, packed, bias, out, *geometry(case), shifts, z1, 0, 255)
+        np.testing.assert_array_equal(out.astype(np.int32), q1)
+        return
+    s1, sr, sy = (f32(2.0 ** -e) for e in rng.integers(3, 8, 3))
+    res = rng.integers(0, 256, out_shape(case)).astype(np.uint8)
+    total = dequantize(q1, qp(s1, z1)) + dequantize(res, qp(sr, zr))
+    conv_i8.conv2d_i8_add(nhwc(x), zx, packed, bias, out, *geometry(case), shifts, z1, 0, 255, s1, res, zr, sr, sy,
+                          zy, zy, 255)
+    np.testing.assert_array_equal(out, np.clip(quantize(total, qp(sy, zy), "u8"), zy, 255))
+
+
+@pytest.mark.parametrize("channels", [16, 5])  # the fused IR epilogue (full panel) and the NumPy one
+def test_conv_i8_shift_rounds_half_up(channels):
+    """A right shift by one hits exact .5 ties: "shift" requantization rounds them up (-2.5 -> -2, 2.5 -> 3)."""
+    x = np.arange(-40, 40, dtype=np.int8).reshape(1, 1, 1, 80)
+    w = np.zeros((channels, 80, 1, 1), np.int8)
+    w[:, 1::2] = 1
+    w[:, 0, 0, 0] = np.arange(channels) % 3 - 1
+    bias = np.arange(channels, dtype=np.int32) - 3
+    acc = (x.reshape(1, 80).astype(np.int64) @ w.reshape(channels, 80).T.astype(np.int64)) + bias
+    assert np.any(acc % 2 == 1) and np.any(acc < 0)  # ties on both sides of zero
+    out = np.empty((1, 1, 1, channels), np.int8)
+    conv_i8.conv2d_i8(x, 0, packing.pack_conv_i8(w).data, bias, out, 1, 1, 1, 1, 0, 0, 1, 1,
+                      np.ones(channels, np.int32), 0, -128, 127)
+    np.testing.assert_array_equal(out.reshape(1, channels), np.clip(np.floor(acc / 2 + 0.5), -128, 127))
+
+
 def test_conv_i8_extreme_values_do_not_saturate():
     """Largest |(x - zx) * w| pair sums (255 * 128, same sign) over a long reduction stay exact."""
     case = dict(n=1, c=64, h=6, w=6, oc=32, groups=1, kernel=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1),
@@ -335,6 +376,31 @@ def test_depthwise_i8(case, signed, mode, seed):
         assert_close(out, acc.astype(np.float64) * mult + fbias)
 
 
+@FEW
+@given(case=conv_cases(depthwise_only=True), add=st.booleans(), seed=st.integers(0, 2**31))
+def test_depthwise_i8_shift(case, add, seed):
+    """Depthwise with int32 shifts ("shift" requantization), with and without the fused `qv.qadd`."""
+    rng = np.random.default_rng(seed)
+    x, w, zx = int8_data(rng, case, signed_x=False)
+    bias = rng.integers(-5000, 5000, case["c"]).astype(np.int32)
+    shifts = rng.integers(-1, 14, case["c"]).astype(np.int32)
+    z1, zr, zy = (int(v) for v in rng.integers(0, 256, 3))
+    q1 = requantize_shift(int8_acc(x, w, zx, bias, case), shifts, z1, 0, 255)
+    packed = packing.pack_depthwise_i8(w).data
+    _, _, sh, sw, pt, pl, dh, dw = geometry(case)
+    out = np.empty(out_shape(case), np.uint8)
+    if not add:
+        depthwise.depthwise_i8(nhwc(x), zx, packed, bias, out, sh, sw, pt, pl, dh, dw, shifts, z1, 0, 255)
+        np.testing.assert_array_equal(out.astype(np.int32), q1)
+        return
+    s1, sr, sy = (f32(2.0 ** -e) for e in rng.integers(3, 8, 3))
+    res = rng.integers(0, 256, out_shape(case)).astype(np.uint8)
+    total = dequantize(q1, qp(s1, z1)) + dequantize(res, qp(sr, zr))
+    depthwise.depthwise_i8_add(nhwc(x), zx, packed, bias, out, sh, sw, pt, pl, dh, dw, shifts, z1, 0, 255, s1,
+                               res, zr, sr, sy, zy, 0, 255)
+    np.testing.assert_array_equal(out, quantize(total, qp(sy, zy), "u8"))
+
+
 # -- GEMM (FC layers) ------------------------------------------------------------------------
 @SETTINGS
 @given(m=st.integers(1, 13), k=st.integers(1, 300), n=st.integers(1, 40), trans_b=st.booleans(),
@@ -370,6 +436,10 @@ def test_gemm_i8(m, k, n, signed, seed):
     out = np.empty((m, n), np.int8 if signed else np.uint8)
     gemm.gemm_i8(a, za, packing.pack_gemm_i8(wt).data, bias, out, mult, zy, qmin, qmax)
     np.testing.assert_array_equal(out.astype(np.int32), requantize_float(acc, mult, zy, qmin, qmax))
+    if not signed:  # int32 shifts: "shift" requantization (power-of-2 scales)
+        shifts = rng.integers(-1, 16, n).astype(np.int32)
+        gemm.gemm_i8(a, za, packing.pack_gemm_i8(wt).data, bias, out, shifts, zy, qmin, qmax)
+        np.testing.assert_array_equal(out.astype(np.int32), requantize_shift(acc, shifts, zy, qmin, qmax))
     if not signed:  # (one dtype is enough for the dequantizing epilogue; each is a separate JIT compile)
         fb = rng.standard_normal(n).astype(np.float32)
         outf = np.empty((m, n), np.float32)

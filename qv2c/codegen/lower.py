@@ -45,9 +45,10 @@ from qv2c.codegen.spec import KERNELS as _K
 from qv2c.codegen.spec import RUNTIME as _R
 from qv2c.codegen.spec import Arg, Buf, BufferSpec, Const, ConstSpec, KernelSpec, Program, apply_view
 from qv2c.codegen.standalone import LOWERERS, quant_of
+from qv2c.errors import QV2CError
 from qv2c.ir.core import Module, Op, Value
 from qv2c.ir.printer import value_names
-from qv2c.ir.quant_math import activation_bounds, bias_scales, qrange, requantize_multiplier
+from qv2c.ir.quant_math import activation_bounds, bias_scales, qrange, requantize_multiplier, shift_of
 from qv2c.passes.fuse import FUSED, FusedParts, fused_parts, is_anchor
 from qv2c.runtime.kernels import packing
 
@@ -95,6 +96,18 @@ def _single_parts(op: Op) -> FusedParts:
     """A lone anchor described as a one-op group (no residual, clamp or boundary)."""
     act = op.attrs.get("act", "none") if op.name in ("qv.qconv", "qv.qgemm") else "none"
     return FusedParts(op.name, (op,), op, act, None, "none", (-_INF, _INF), "none", op.result.type)
+
+
+def _requant_factors(anchor: Op, mult: np.ndarray) -> np.ndarray:
+    """What the int8 kernels take as `mult`: the float32 multipliers M[c] ("float" requantization),
+    or int32 shifts s[c] with M[c] = 2**-s[c] ("shift"; the kernels then requantize in integers)."""
+    if anchor.attrs.get("requant", "float") == "float":
+        return mult
+    shifts = np.array([shift_of(float(m)) for m in mult], np.int64)
+    if shifts.min() < -31 or shifts.max() > 62:  # what quant_math.requantize_shift accepts
+        raise QV2CError(f"{anchor.location}: requantization shifts {shifts.min()}..{shifts.max()} lie outside "
+                        "[-31, 62]; keep this layer in fp32 (keep_fp32=[...])")
+    return shifts.astype(np.int32)
 
 
 def _is_depthwise(anchor: Op, w: np.ndarray) -> bool:
@@ -369,12 +382,12 @@ class _Lowerer:
             ty = parts.result_type
             sr, zr = quant_of(res_val)
             lo, hi = activation_bounds(qadd.attrs.get("act", "none"), ty.quant, ty.dtype)
-            mult = self.const(requantize_multiplier(sx, sw_, s1), f"{wname}.mult")
+            mult = self.const(_requant_factors(a, requantize_multiplier(sx, sw_, s1)), f"{wname}.mult")
             tail = [("mult", mult), ("z1", z1), ("lo1", lo1), ("hi1", hi1), ("s1", s1), ("res", res), ("zr", zr),
                     ("sr", sr), ("sy", ty.quant.scale[0]), ("zy", ty.quant.zero_point[0]), ("lo", lo), ("hi", hi)]
         else:
             mode = ""
-            mult = self.const(requantize_multiplier(sx, sw_, s1), f"{wname}.mult")
+            mult = self.const(_requant_factors(a, requantize_multiplier(sx, sw_, s1)), f"{wname}.mult")
             tail = [("mult", mult), ("zy", z1), ("lo", lo1), ("hi", hi1)]
             if dequant:  # exact: requantize into the anchor's int8 grid, then dequantize as the IR does
                 target = self.new_buf(physical_shape(t1.shape), t1.dtype, f"{self.name(a.result)}.int8")

@@ -33,8 +33,8 @@ Rules, and the kernel fact behind each:
 - Anchors are the ops whose weights the kernels pack at compile time: an fp32 conv or
   gemm that is a quantizable layer (`layers.is_quantizable_layer`: constant weight; a
   gemm without trans_a and with a per-column bias), or a `qv.qconv` / `qv.qgemm` with
-  a constant weight and `requant = "float"` (the kernels implement only the float
-  requantization; a "shift" layer is left as it is). Every anchor is wrapped, even
+  a constant weight (either requantization, "float" or "shift": the kernels take float32
+  multipliers or int32 shifts, `runtime/kernels/i8_epilogue.py`). Every anchor is wrapped, even
   alone (pattern "qv.qconv"), so the code generator handles one op kind per kernel.
 - An op joins a group only if it is the only reader of the previous op's result and
   that result is not a module output (the group's last result may be one).
@@ -92,11 +92,11 @@ def run(module: Module) -> None:
 
 
 def is_anchor(op: Op) -> bool:
-    """Whether `op` is a conv/gemm a kernel runs: weights packed at compile time, float requantization."""
+    """Whether `op` is a conv/gemm a kernel runs: weights packed at compile time."""
     if op.name in FP32_ANCHORS:
         return is_quantizable_layer(op) and op.results[0].type.dtype == "f32"
     if op.name in INT8_ANCHORS:
-        return op.operands[1].is_constant and op.attrs.get("requant", "float") == "float"
+        return op.operands[1].is_constant
     return False
 
 

@@ -1,7 +1,7 @@
 """Run one IR op with the NumPy reference interpreter inside a compiled program.
 
 The code generator has a kernel for every op the evaluated CNNs use; an op it has no
-kernel for (LRN, a batched matmul, a qconv with integer-only "shift" requantization,
+kernel for (LRN, a batched matmul, a standalone `qv.requantize` with "shift" requantization,
 a reflect pad...) still runs, through its reference function, so every module the
 interpreter accepts also compiles.  Such ops allocate and are slow; the profile shows
 them by name ("reference fallback").

@@ -561,7 +561,7 @@ def calibrated_net():
 def test_every_assignment_of_a_residual_net_fuses_without_changing_a_bit(calibrated_net, placement, scale_kind):
     """All 16 int8/fp32 assignments of conv1..3 and fc of `random_net` (residual add, concat,
     pooling, gemm), both quantize placements and both scale kinds (power-of-2 layers requantize
-    by shifts, which the kernels do not implement: they must stay unwrapped)."""
+    by shifts; the kernels take shifts too, so their anchors are grouped like float ones)."""
     m, ranges = calibrated_net
     inputs = random_inputs(m, seed=3)
     for k in range(len(NET_LAYERS) + 1):
@@ -573,8 +573,9 @@ def test_every_assignment_of_a_residual_net_fuses_without_changing_a_bit(calibra
             got = interpret(q, inputs)
             assert all(np.array_equal(got[name], want[name]) for name in want), (int8, placement)
             _check_groups(parse(before), q)
-            if scale_kind == "power-of-2":
-                assert all(fused_parts(op).anchor.name in ("qv.conv", "qv.gemm") for op in fused(q) if fused_parts(op).anchor)
+            int8_heads = [op for op in fused(q) if fused_parts(op).anchor
+                          and fused_parts(op).anchor.name in ("qv.qconv", "qv.qgemm")]
+            assert len(int8_heads) == len(int8)  # every int8 layer heads its own group
 
 
 # -- a real model ------------------------------------------------------------------------

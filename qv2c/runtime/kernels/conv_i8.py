@@ -24,13 +24,13 @@ offsets, epilogue fused into the micro-kernel's store.  A partial last panel goe
 through an int32 scratch tile and the NumPy-level epilogues of `epilogue.py`, which
 define the same arithmetic.
 
-Epilogue modes: 0 requantize (`store_requant`), 1 requantize + residual `qv.qadd`
-(`store_requant_add`), 2 dequantize to fp32 (`store_dequant`).
+Epilogues (`i8_epilogue.py`): requantize, requantize + residual `qv.qadd`, or dequantize
+to fp32, chosen by the type of the parameter tuple each entry point passes, so a compiled
+driver holds only its own.  `mult` is float32 multipliers or, for "shift" requantization,
+int32 shifts.
 """
 
 from __future__ import annotations
-
-from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
@@ -43,28 +43,20 @@ from qv2c.runtime.kernels.convplan import (
     plan_tap_offsets,
     task_bounds,
 )
-from qv2c.runtime.kernels.epilogue import store_dequant, store_requant, store_requant_add
-from qv2c.runtime.kernels.indirect import pad_widen_s16, pixel_offsets
-from qv2c.runtime.kernels.microkernel import (
-    PANEL,
-    mk_s16_dequant,
-    mk_s16_raw,
-    mk_s16_requant,
-    mk_s16_requant_add,
+from qv2c.runtime.kernels.i8_epilogue import (
+    dequant_params,
+    panel_kernel,
+    requant_add_params,
+    requant_params,
+    store_block,
 )
+from qv2c.runtime.kernels.indirect import pad_widen_s16, pixel_offsets
+from qv2c.runtime.kernels.microkernel import PANEL, mk_s16_raw
 from qv2c.runtime.kernels.tiling import pad_in_parallel
-
-MODE_REQUANT = 0
-MODE_REQUANT_ADD = 1
-MODE_DEQUANT = 2
-
-
-
-I8Epilogue = namedtuple("I8Epilogue", "mode tlo thi zy lo hi z1 lo1 hi1 zr sr s1 sy has_res")
 
 
 @njit(cache=True)
-def _task(task, plan, ep, groups, xpf, tapoff, wf, bias, mult, fbias, resf, outf):
+def _task(task, plan, ep, xpf, tapoff, wf, bias, mult, fbias, resf, outf):
     """One task of `conv_i8_core`: all its panels over its pixel tile."""
     g, p0, nrows, nblk, pan0, pan1 = task_bounds(task, plan)
     pix = np.empty(nblk, np.int64)
@@ -75,46 +67,31 @@ def _task(task, plan, ep, groups, xpf, tapoff, wf, bias, mult, fbias, resf, outf
         c0 = g * plan.ocg + pan * PANEL
         nc = min(PANEL, plan.ocg - pan * PANEL)
         b_off = (g * plan.npan + pan) * plan.kpad * PANEL
-        o_off = p0 * oc + c0
         if nc == PANEL:
-            if ep.mode == MODE_REQUANT:
-                mk_s16_requant(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off,
-                               outf, o_off, oc, bias, mult, c0, ep.tlo, ep.thi, ep.zy)
-            elif ep.mode == MODE_REQUANT_ADD:
-                mk_s16_requant_add(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off,
-                                   outf, o_off, oc, bias, mult, c0, ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy,
-                                   ep.zy, ep.lo, ep.hi)
-            else:
-                mk_s16_dequant(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off,
-                               outf, o_off, oc, bias, mult, fbias, c0, resf, ep.has_res, ep.lo, ep.hi)
+            panel_kernel(ep, nrows, xpf, pix, tapoff, plan.ntaps, plan.kc, wf, b_off, outf, p0 * oc + c0, oc,
+                         bias, mult, fbias, resf, c0)
             continue
         if acc.size == 0:
             acc = np.empty(nblk * PANEL, np.int32)
         mk_s16_raw(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off, acc, 0, PANEL)
-        if ep.mode == MODE_REQUANT:
-            store_requant(acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, mult, ep.zy, ep.lo, ep.hi)
-        elif ep.mode == MODE_REQUANT_ADD:
-            store_requant_add(acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, mult, ep.z1, ep.lo1, ep.hi1,
-                              resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
-        else:
-            store_dequant(acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, mult, fbias, resf, ep.has_res, ep.lo, ep.hi)
+        store_block(ep, acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, mult, fbias, resf)
 
 
 @njit(parallel=True, cache=True)
-def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
-                 mode, mult, fbias, res, has_res, zy, lo, hi, z1, lo1, hi1, zr, sr, s1, sy):
+def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, ep, mult, fbias, res):
     """Driver shared by the int8 conv and GEMM entry points.
 
     x: u8/i8 [N, H, W, C]; w: packed int16 [G, panels, Kp/2, 16, 2]; bias: int32[OC];
-    out: [N, OH, OW, OC], u8/i8 (modes 0, 1) or f32 (mode 2); `mult` is M[oc] (modes 0, 1)
-    or the dequantization scale S[oc] (mode 2); see `epilogue.py` for the other parameters.
+    out: [N, OH, OW, OC], u8/i8 (`Requant`, `RequantAdd`) or f32 (`Dequant`); `ep` one of the
+    `i8_epilogue` tuples; `mult` is M[oc] (float32) or shifts (int32) when requantizing, the
+    dequantization scale S[oc] for `Dequant`; `fbias` the fp32 bias of `Dequant`, `res` the residual.
     """
     n, h, wd, c = x.shape
     oh, ow, oc = out.shape[1], out.shape[2], out.shape[3]
     groups, npan, kp = w.shape[0], w.shape[1], w.shape[2]
     icg = c // groups
     icp = icg + icg % 2
-    check_conv_args(x, out, bias, res, has_res, kh, kw, groups, npan, 2 * kp, icp)
+    check_conv_args(x, out, bias, res, ep.has_res, kh, kw, groups, npan, 2 * kp, icp)
     plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, 2 * kp, icp // 2,
                                groups * icp, icp))
     xp = np.empty((n, plan.hp, plan.wp, groups * icp), np.int16)
@@ -124,28 +101,24 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
     outf = out.reshape(out.size)
     resf = res.reshape(res.size)
     tapoff = plan_tap_offsets(plan, kh, kw, dh, dw)
-    # float32 constants of the epilogues (see epilogue.py); integer bounds are exact in float32
-    tlo = np.float32(lo1 - z1) if mode == MODE_REQUANT_ADD else np.float32(lo - zy)
-    thi = np.float32(hi1 - z1) if mode == MODE_REQUANT_ADD else np.float32(hi - zy)
-    ep = I8Epilogue(mode, tlo, thi, zy, lo, hi, z1, lo1, hi1, zr, sr, s1, sy, has_res)
     if plan.parallel:
         for task in prange(ntasks(plan, groups)):
-            _task(np.int64(task), plan, ep, groups, xpf, tapoff, wf, bias, mult, fbias, resf, outf)
+            _task(np.int64(task), plan, ep, xpf, tapoff, wf, bias, mult, fbias, resf, outf)
     else:
         for task in range(ntasks(plan, groups)):
-            _task(task, plan, ep, groups, xpf, tapoff, wf, bias, mult, fbias, resf, outf)
+            _task(task, plan, ep, xpf, tapoff, wf, bias, mult, fbias, resf, outf)
 
 
 @njit(cache=True)
 def conv2d_i8(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult, zy, lo, hi):
-    """u8/i8 NHWC `out` = clip(rint(f32(acc) * mult[oc]) + zy, lo, hi), acc = conv(x - zx, w) + bias.
+    """u8/i8 NHWC `out` = clip(requantize(acc, mult[oc]) + zy, lo, hi), acc = conv(x - zx, w) + bias.
 
     x u8/i8 [N,H,W,C] with zero point zx; w = `pack_conv_i8(...).data`; bias int32[OC];
-    mult f32[OC] = s_x * s_w[oc] / s_y; [lo, hi] = activation bounds (integers) of the output.
-    Geometry arguments as in `conv_f32.conv2d_f32`.
+    mult f32[OC] = s_x * s_w[oc] / s_y ("float": rint(f32(acc) * mult)) or int32[OC] shifts
+    ("shift": integer round-half-up shift, `quant_math.requantize_shift`);
+    [lo, hi] = activation bounds (integers) of the output.  Geometry as in `conv_f32.conv2d_f32`.
     """
-    conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
-                 MODE_REQUANT, mult, mult, out, False, zy, float(lo), float(hi), 0, 0.0, 0.0, 0, 1.0, 1.0, 1.0)
+    conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, requant_params(zy, lo, hi), mult, mult, out)
 
 
 @njit(cache=True)
@@ -157,13 +130,11 @@ def conv2d_i8_add(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult, z1,
     Bit-identical to `conv2d_i8` into a temporary followed by the reference `qv.qadd`.
     """
     conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
-                 MODE_REQUANT_ADD, mult, mult, res, True, zy, float(lo), float(hi), z1, float(lo1), float(hi1),
-                 zr, sr, s1, sy)
+                 requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res)
 
 
 @njit(cache=True)
 def conv2d_i8_dequant(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, scale, fbias, res, has_res, lo, hi):
     """fp32 NHWC `out` = clamp(f32(acc) * scale[oc] + fbias[oc] (+ res), lo, hi): an int8 -> fp32 boundary."""
-    conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
-                 MODE_DEQUANT, scale, fbias, res, has_res, 0, float(lo), float(hi), 0, 0.0, 0.0, 0, 1.0, 1.0, 1.0)
-
+    conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, dequant_params(has_res, lo, hi), scale, fbias,
+                 res)

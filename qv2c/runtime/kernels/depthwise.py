@@ -36,25 +36,16 @@ import numpy as np
 from numba import njit, prange
 
 from qv2c.runtime.kernels.conv_f32 import F32Epilogue
-from qv2c.runtime.kernels.conv_i8 import MODE_DEQUANT, MODE_REQUANT, MODE_REQUANT_ADD, I8Epilogue
-from qv2c.runtime.kernels.epilogue import (
-    store_dequant,
-    store_f32,
-    store_f32_quant,
-    store_requant,
-    store_requant_add,
+from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
+from qv2c.runtime.kernels.i8_epilogue import (
+    dequant_params,
+    dw_kernel,
+    requant_add_params,
+    requant_params,
+    store_block,
 )
 from qv2c.runtime.kernels.indirect import tap_offsets
-from qv2c.runtime.kernels.microkernel import (
-    dw_f32_act_8,
-    dw_f32_act_16,
-    dw_i8_dequant_8,
-    dw_i8_dequant_16,
-    dw_i8_requant_8,
-    dw_i8_requant_16,
-    dw_i8_requant_add_8,
-    dw_i8_requant_add_16,
-)
+from qv2c.runtime.kernels.microkernel import dw_f32_act_8, dw_f32_act_16
 from qv2c.runtime.kernels.tiling import run_parallel
 
 
@@ -231,28 +222,12 @@ def _row_i8(row, q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, re
         npx = q.xb - q.xa
         ntaps = q.kh * q.kw
         xstep = q.sw * c
-        for c0 in range(0, q.c8, 16):
-            if c0 + 16 > q.c8:  # the 8-channel block
-                if ep.mode == MODE_REQUANT:
-                    dw_i8_requant_8(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
-                                    outf, o0 + c0, c, interior_bias, mult, c0, ep.tlo, ep.thi, ep.zy)
-                elif ep.mode == MODE_REQUANT_ADD:
-                    dw_i8_requant_add_8(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
-                                        outf, o0 + c0, c, interior_bias, mult, c0, ep.tlo, ep.thi, resf,
-                                        ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
-                else:
-                    dw_i8_dequant_8(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
-                                    outf, o0 + c0, c, interior_bias, mult, fbias, c0, resf, ep.has_res, ep.lo, ep.hi)
-            elif ep.mode == MODE_REQUANT:
-                dw_i8_requant_16(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
-                                 outf, o0 + c0, c, interior_bias, mult, c0, ep.tlo, ep.thi, ep.zy)
-            elif ep.mode == MODE_REQUANT_ADD:
-                dw_i8_requant_add_16(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
-                                     outf, o0 + c0, c, interior_bias, mult, c0, ep.tlo, ep.thi, resf,
-                                     ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
-            else:
-                dw_i8_dequant_16(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
-                                 outf, o0 + c0, c, interior_bias, mult, fbias, c0, resf, ep.has_res, ep.lo, ep.hi)
+        for c0 in range(0, q.c16, 16):
+            dw_kernel(ep, 2, npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c, outf, o0 + c0, c,
+                      interior_bias, mult, fbias, resf, c0)
+        if q.c8 > q.c16:
+            dw_kernel(ep, 1, npx, xf, x0 + q.c16, xstep, tapoff, ntaps, wf, q.c16, c, outf, o0 + q.c16, c,
+                      interior_bias, mult, fbias, resf, q.c16)
     acc = np.empty(c, np.int32)
     z = np.int32(zx)
     for xo in range(q.ow):
@@ -260,21 +235,13 @@ def _row_i8(row, q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, re
         if ca == c:
             continue
         _pixel_i8(xf, z, wf, acc, b, y, xo, q.h, q.wd, c, q.kh, q.kw, q.sh, q.sw, q.pt, q.pl, q.dh, q.dw, ca, c)
-        p = row * q.ow + xo
-        if ep.mode == MODE_REQUANT:
-            store_requant(acc[ca:], c, 1, c - ca, outf, p, c, ca, bias, mult, ep.zy, ep.lo, ep.hi)
-        elif ep.mode == MODE_REQUANT_ADD:
-            store_requant_add(acc[ca:], c, 1, c - ca, outf, p, c, ca, bias, mult, ep.z1, ep.lo1, ep.hi1,
-                              resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
-        else:
-            store_dequant(acc[ca:], c, 1, c - ca, outf, p, c, ca, bias, mult, fbias, resf, ep.has_res, ep.lo, ep.hi)
+        store_block(ep, acc[ca:], c, 1, c - ca, outf, row * q.ow + xo, c, ca, bias, mult, fbias, resf)
 
 
 @njit(parallel=True, cache=True)
-def depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
-                      mode, mult, fbias, res, has_res, zy, lo, hi, z1, lo1, hi1, zr, sr, s1, sy):
-    """x u8/i8 [N,H,W,C]; w int16[KH,KW,C]; bias int32[C]; epilogue `mode` as in `conv_i8.conv_i8_core`."""
-    _check_args(x, w, out, bias, res, has_res)
+def depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, ep, mult, fbias, res):
+    """x u8/i8 [N,H,W,C]; w int16[KH,KW,C]; bias int32[C]; `ep`, `mult`, `fbias` as in `conv_i8.conv_i8_core`."""
+    _check_args(x, w, out, bias, res, ep.has_res)
     kh, kw = w.shape[0], w.shape[1]
     q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, pt, pl, dh, dw))
     xf = x.reshape(x.size)
@@ -287,9 +254,6 @@ def depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
     for t in range(kh * kw):
         for ch in range(q.c):
             interior_bias[ch] -= zx * wf[t * q.c + ch]
-    tlo = np.float32(lo1 - z1) if mode == MODE_REQUANT_ADD else np.float32(lo - zy)
-    thi = np.float32(hi1 - z1) if mode == MODE_REQUANT_ADD else np.float32(hi - zy)
-    ep = I8Epilogue(mode, tlo, thi, zy, lo, hi, z1, lo1, hi1, zr, sr, s1, sy, has_res)
     rows = x.shape[0] * q.oh
     if run_parallel(2 * out.size * kh * kw):
         for row in prange(rows):
@@ -302,20 +266,17 @@ def depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
 @njit(cache=True)
 def depthwise_i8(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, zy, lo, hi):
     """Depthwise counterpart of `conv_i8.conv2d_i8` (requantized u8/i8 output); w = `pack_depthwise_i8(...).data`."""
-    depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
-                      MODE_REQUANT, mult, mult, out, False, zy, float(lo), float(hi), 0, 0.0, 0.0, 0, 1.0, 1.0, 1.0)
+    depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, requant_params(zy, lo, hi), mult, mult, out)
 
 
 @njit(cache=True)
 def depthwise_i8_add(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, z1, lo1, hi1, s1, res, zr, sr, sy, zy, lo, hi):
     """Depthwise counterpart of `conv_i8.conv2d_i8_add` (requantize, then `qv.qadd` of an int8 residual)."""
     depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
-                      MODE_REQUANT_ADD, mult, mult, res, True, zy, float(lo), float(hi), z1, float(lo1), float(hi1),
-                      zr, sr, s1, sy)
+                      requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res)
 
 
 @njit(cache=True)
 def depthwise_i8_dequant(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, scale, fbias, res, has_res, lo, hi):
     """Depthwise counterpart of `conv_i8.conv2d_i8_dequant` (fp32 output)."""
-    depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
-                      MODE_DEQUANT, scale, fbias, res, has_res, 0, float(lo), float(hi), 0, 0.0, 0.0, 0, 1.0, 1.0, 1.0)
+    depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, dequant_params(has_res, lo, hi), scale, fbias, res)

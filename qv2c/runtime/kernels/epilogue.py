@@ -13,6 +13,8 @@ fastmath, so no FMA contraction and IEEE division):
 - `store_f32`:          y = clamp(acc + bias[c] (+ res), lo, hi)                        fp32 conv/GEMM
 - `store_f32_quant`:    q = clip(rint(clamp(acc + bias (+ res), lo, hi) / s) + zp)        fp32 -> int8 boundary
 - `store_requant`:      q = rint(clamp(f32(acc + b[c]) * M[c], lo - zy, hi - zy)) + zy    int8 conv ("float" requant)
+                        or, with int32 shifts s[c] in place of M, the integer
+                        clamp(((acc + b[c] + 2**(s-1)) >> s) << -s, lo - zy, hi - zy) + zy ("shift")
 - `store_requant_add`:  q1 = store_requant(...) with its own (z1, lo1, hi1), then the
                         `qv.qadd` of q1 and an int8 residual r:
                         y = clip(rint((f32(q1 - z1) * s1 + f32(r - zr) * sr) / sy) + zy, lo, hi)
@@ -29,7 +31,35 @@ relu6 = (0, 6), clip(lo, hi); for integer outputs they are integer bounds from
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
+
+
+def requantized(acc, m, tlo, thi):
+    """The requantized level minus the zero point, clamped to [tlo, thi], as an exact float32.
+
+    `m` float32: rint(clamp(f32(acc) * m, tlo, thi)) (`quant_math.requantize_float`);
+    `m` integer: the shift `quant_math.requantize_shift` does (int64, ties rounded half up).
+    Numba picks the arithmetic from the type of `m` (the overload below).
+    """
+    raise NotImplementedError("compiled by Numba only")
+
+
+@overload(requantized)
+def _requantized(acc, m, tlo, thi):
+    if isinstance(m, types.Integer):
+        def shift(acc, m, tlo, thi):
+            a = np.int64(acc)
+            if m > 0:
+                a = (a + (np.int64(1) << (m - 1))) >> m
+            elif m < 0:
+                a = a << -m
+            return np.float32(min(max(a, np.int64(tlo)), np.int64(thi)))
+        return shift
+
+    def multiply(acc, m, tlo, thi):
+        return np.rint(min(max(np.float32(acc) * m, tlo), thi))
+    return multiply
 
 
 @njit(cache=True)
@@ -76,7 +106,7 @@ def store_f32_quant(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, res, has_res,
 
 @njit(cache=True)
 def store_requant(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, mult, zy, lo, hi):
-    """out = rint(clamp(f32(acc + bias) * mult, lo - zy, hi - zy)) + zy (u8/i8 output)."""
+    """out = rint(clamp(f32(acc + bias) * mult, lo - zy, hi - zy)) + zy (u8/i8 output); int32 `mult`: shifts."""
     tlo = np.float32(lo - zy)
     thi = np.float32(hi - zy)
     z = np.float32(zy)
@@ -87,8 +117,7 @@ def store_requant(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, mult, zy, lo, h
         dst = out[o:o + nc]
         a = acc[r * acc_ld:r * acc_ld + nc]
         for j in range(nc):
-            t = np.float32(np.int32(a[j] + b[j])) * m[j]
-            dst[j] = np.rint(min(max(t, tlo), thi)) + z
+            dst[j] = requantized(np.int32(a[j] + b[j]), m[j], tlo, thi) + z
 
 
 @njit(cache=True)
@@ -112,8 +141,7 @@ def store_requant_add(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, mult, z1, l
         rs = res[o:o + nc]
         a = acc[r * acc_ld:r * acc_ld + nc]
         for j in range(nc):
-            t = np.float32(np.int32(a[j] + b[j])) * m[j]
-            q1 = np.rint(min(max(t, tlo), thi))  # = requantized value minus z1, exactly
+            q1 = requantized(np.int32(a[j] + b[j]), m[j], tlo, thi)  # = requantized value minus z1, exactly
             s = q1 * s1f + (np.float32(rs[j]) - zrf) * srf
             dst[j] = min(max(np.rint(s / syf) + zyf, qlo), qhi)
 

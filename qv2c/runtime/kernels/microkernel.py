@@ -39,6 +39,7 @@ stride `ldo`; rows r >= nvalid are computed but not stored):
     raw          C[r, j] = acc                                   (fp32 or int32 scratch)
     f32          out = clamp(acc + bias (+ res), lo, hi)          fp32
     requant      out = rint(clamp(f32(acc + b) * M, tlo, thi)) + zy            u8/i8
+                 (int32 shifts in place of M: the integer shift of `quant_math.requantize_shift`)
     requant_add  q1 = rint(clamp(f32(acc + b) * M, tlo1, thi1));
                  out = clamp(rint((q1 * s1 + (f32(res) - zr) * sr) / sy) + zy, qlo, qhi)
     dequant      out = clamp(f32(acc + b) * S + fb (+ res), lo, hi)           fp32
@@ -111,15 +112,16 @@ _KIND_OK = {
 _KIND_TYPE = {"int": types.intp, "f32": types.float32, "bool": types.boolean}
 
 #: element types of the per-channel epilogue arrays (the IR loads them as 8-lane vectors)
-_CHANNEL_DTYPES = {"f32": {"bias": types.float32},
-                   "requant": {"bias": types.int32, "mult": types.float32},
-                   "requant_add": {"bias": types.int32, "mult": types.float32},
-                   "dequant": {"bias": types.int32, "scale": types.float32, "fbias": types.float32},
+#: (`mult` is float32 multipliers, or int32 shifts for "shift" requantization)
+_CHANNEL_DTYPES = {"f32": {"bias": (types.float32,)},
+                   "requant": {"bias": (types.int32,), "mult": (types.float32, types.int32)},
+                   "requant_add": {"bias": (types.int32,), "mult": (types.float32, types.int32)},
+                   "dequant": {"bias": (types.int32,), "scale": (types.float32,), "fbias": (types.float32,)},
                    "raw": {}}
 
 
 def _channel_dtypes_ok(epilogue, named) -> bool:
-    return all(named[n].dtype == d for n, d in _CHANNEL_DTYPES[epilogue].items())
+    return all(named[n].dtype in ok for n, ok in _CHANNEL_DTYPES[epilogue].items())
 
 
 class _Args:
@@ -327,15 +329,40 @@ def _epilogue_f32(builder, kind, acc, args):
             emit(False)
 
 
-def _requant(builder, acc_rj, bias_j, mult_j, tlo, thi):
-    """rint(clamp(f32(acc + b) * M, tlo, thi)) as <8 x float> (exact small integers)."""
-    t = builder.fmul(builder.sitofp(builder.add(acc_rj, bias_j), _VF), mult_j)
-    return _rint(builder, _clamp(builder, t, tlo, thi))
+_VL = ir.VectorType(_I64, 8)
+
+
+def _requant_factors(builder, args, j):
+    """Per-channel factors of lanes 8j..8j+7: the float32 multipliers, or for int32 shifts s the
+    int64 vectors (right shift max(s, 0), rounding term 2**(s-1) or 0, left shift max(-s, 0))."""
+    m = _channel_vectors(builder, args, "mult", j)
+    if args["mult.dtype"] == types.float32:
+        return m
+    s = builder.sext(m, _VL)
+    zero, one = ir.Constant(_VL, [0] * 8), ir.Constant(_VL, [1] * 8)
+    right = builder.select(builder.icmp_signed(">", s, zero), s, zero)
+    left = builder.select(builder.icmp_signed("<", s, zero), builder.sub(zero, s), zero)
+    return right, builder.lshr(builder.shl(one, right), one), left
+
+
+def _requant(builder, acc_rj, bias_j, factors, tlo, thi):
+    """The requantized level minus the zero point, clamped to [tlo, thi], as <8 x float> (exact small
+    integers): rint(clamp(f32(acc + b) * M, tlo, thi)), or with shift factors the int64
+    clamp(((acc + b + rounding) >> right) << left, tlo, thi) of `quant_math.requantize_shift`."""
+    v = builder.add(acc_rj, bias_j)
+    if not isinstance(factors, tuple):
+        return _rint(builder, _clamp(builder, builder.fmul(builder.sitofp(v, _VF), factors), tlo, thi))
+    right, rounding, left = factors
+    r = builder.shl(builder.ashr(builder.add(builder.sext(v, _VL), rounding), right), left)
+    lo, hi = (_splat(builder, _VL, builder.fptosi(b, _I64)) for b in (tlo, thi))
+    r = builder.select(builder.icmp_signed("<", r, lo), lo, r)
+    r = builder.select(builder.icmp_signed(">", r, hi), hi, r)
+    return builder.sitofp(r, _VF)
 
 
 def _epilogue_requant(builder, kind, acc, args):
     bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
-    mult = [_channel_vectors(builder, args, "mult", j) for j in range(len(acc[0]))]
+    mult = [_requant_factors(builder, args, j) for j in range(len(acc[0]))]
     zy = _splat(builder, _VF, args["zy"])
 
     def row_fn(r, off):
@@ -347,7 +374,7 @@ def _epilogue_requant(builder, kind, acc, args):
 
 def _epilogue_requant_add(builder, kind, acc, args):
     bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
-    mult = [_channel_vectors(builder, args, "mult", j) for j in range(len(acc[0]))]
+    mult = [_requant_factors(builder, args, j) for j in range(len(acc[0]))]
     s1, zr, sr = (_splat(builder, _VF, args[n]) for n in ("s1", "zr", "sr"))
     sy, zy = _splat(builder, _VF, args["sy"]), _splat(builder, _VF, args["zy"])
 

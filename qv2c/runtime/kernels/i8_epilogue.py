@@ -1,0 +1,167 @@
+"""The int8 epilogues as types: each kernel specialisation compiles only the one it uses.
+
+An int8 conv, depthwise conv or GEMM ends every accumulator block with one of three
+epilogues (`epilogue.py` at NumPy level, `microkernel.py` in registers):
+
+    Requant      requantize into u8/i8                          (`conv2d_i8`, `depthwise_i8`, `gemm_i8`)
+    RequantAdd   requantize, then `qv.qadd` of an int8 residual (`*_i8_add`)
+    Dequant      dequantize straight to fp32                    (`*_i8_dequant`)
+
+A driver receives its epilogue's scalar parameters as one of the named tuples below.  The
+tuple's class is part of its Numba type, and the functions here are `@overload`s that pick
+the micro-kernel and the NumPy-level store of that class while compiling.  So a driver
+specialisation holds one epilogue.  (Before, every driver compiled all three and chose at
+run time by an integer mode: about 5 s of cold JIT per entry point for code never run, and
+every epilogue had to type-check with every other's arguments.)
+
+The per-channel arrays stay separate arguments, `mult` (or `scale`), `fbias` and `res`:
+arrays travel into `prange` bodies as plain arguments.  `mult` is either float32 M[c]
+("float" requantization) or int32 shifts s[c] with M[c] = 2**-s[c] ("shift"
+requantization, `quant_math.requantize_shift`); its dtype selects the arithmetic inside
+the requantizing epilogues, so a "shift" layer is one more specialisation of the same
+kernels, not another set of them.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from qv2c.runtime.kernels.epilogue import store_dequant, store_requant, store_requant_add
+from qv2c.runtime.kernels.microkernel import (
+    dw_i8_dequant_8,
+    dw_i8_dequant_16,
+    dw_i8_requant_8,
+    dw_i8_requant_16,
+    dw_i8_requant_add_8,
+    dw_i8_requant_add_16,
+    mk_s16_dequant,
+    mk_s16_requant,
+    mk_s16_requant_add,
+)
+
+#: y = requantize(acc) + zy in [lo, hi]; tlo/thi = lo - zy, hi - zy as float32 (see `epilogue.store_requant`)
+Requant = namedtuple("Requant", "tlo thi zy lo hi has_res")
+#: requantize into an intermediate grid (z1, [lo1, hi1], scale s1), then `qv.qadd` with the residual
+#: (zr, sr) into the output (sy, zy, [lo, hi]); tlo/thi = lo1 - z1, hi1 - z1 as float32
+RequantAdd = namedtuple("RequantAdd", "tlo thi z1 lo1 hi1 zr sr s1 sy zy lo hi has_res")
+#: y = clamp(f32(acc) * scale + fbias (+ res), lo, hi) in fp32
+Dequant = namedtuple("Dequant", "lo hi has_res")
+
+
+@njit(cache=True)
+def requant_params(zy, lo, hi):
+    """The `Requant` parameters of an output with zero point zy and integer bounds [lo, hi]."""
+    return Requant(np.float32(lo - zy), np.float32(hi - zy), zy, float(lo), float(hi), False)
+
+
+@njit(cache=True)
+def requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi):
+    """The `RequantAdd` parameters (see the class comment)."""
+    return RequantAdd(np.float32(lo1 - z1), np.float32(hi1 - z1), z1, float(lo1), float(hi1), zr, sr, s1, sy, zy,
+                      float(lo), float(hi), True)
+
+
+@njit(cache=True)
+def dequant_params(has_res, lo, hi):
+    """The `Dequant` parameters: fp32 clamp [lo, hi], with or without a residual."""
+    return Dequant(float(lo), float(hi), has_res)
+
+
+def _kind(ep) -> type:
+    """The epilogue class of a Numba named-tuple type."""
+    cls = getattr(ep, "instance_class", None)
+    if cls not in (Requant, RequantAdd, Dequant):
+        raise TypeError(f"not an int8 epilogue: {ep}")
+    return cls
+
+
+# -- the dispatch functions (Python stubs; Numba compiles the overloads) ---------------------
+def panel_kernel(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf, c0):
+    """Micro-kernel for `nrows` pixels x one full 16-channel weight panel, with `ep`'s epilogue."""
+    raise NotImplementedError("compiled by Numba only")
+
+
+def store_block(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf):
+    """NumPy-level epilogue of an int32 accumulator block (partial panels, depthwise borders)."""
+    raise NotImplementedError("compiled by Numba only")
+
+
+def dw_kernel(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, fbias,
+              resf, c0):
+    """Depthwise row kernel over 8 * nvec channels (nvec 1 or 2, a literal) with `ep`'s epilogue."""
+    raise NotImplementedError("compiled by Numba only")
+
+
+@overload(panel_kernel)
+def _panel_kernel(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf, c0):
+    kind = _kind(ep)
+    if kind is Requant:
+        def requant(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf, c0):
+            mk_s16_requant(nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, c0,
+                           ep.tlo, ep.thi, ep.zy)
+        return requant
+    if kind is RequantAdd:
+        def requant_add(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf,
+                        c0):
+            mk_s16_requant_add(nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, c0,
+                               ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
+        return requant_add
+
+    def dequant(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf, c0):
+        mk_s16_dequant(nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, c0,
+                       resf, ep.has_res, ep.lo, ep.hi)
+    return dequant
+
+
+@overload(store_block)
+def _store_block(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf):
+    kind = _kind(ep)
+    if kind is Requant:
+        def requant(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf):
+            store_requant(acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, ep.zy, ep.lo, ep.hi)
+        return requant
+    if kind is RequantAdd:
+        def requant_add(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf):
+            store_requant_add(acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, ep.z1, ep.lo1, ep.hi1,
+                              resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
+        return requant_add
+
+    def dequant(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf):
+        store_dequant(acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf, ep.has_res, ep.lo, ep.hi)
+    return dequant
+
+
+@overload(dw_kernel, prefer_literal=True)
+def _dw_kernel(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, fbias,
+               resf, c0):
+    kind = _kind(ep)
+    if not isinstance(nvec, types.IntegerLiteral) or nvec.literal_value not in (1, 2):
+        raise TypeError("dw_kernel: nvec must be the literal 1 or 2")
+    wide = nvec.literal_value == 2
+    if kind is Requant:
+        mk = dw_i8_requant_16 if wide else dw_i8_requant_8
+
+        def requant(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult,
+                    fbias, resf, c0):
+            mk(npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, c0,
+               ep.tlo, ep.thi, ep.zy)
+        return requant
+    if kind is RequantAdd:
+        mk_add = dw_i8_requant_add_16 if wide else dw_i8_requant_add_8
+
+        def requant_add(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias,
+                        mult, fbias, resf, c0):
+            mk_add(npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, c0,
+                   ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
+        return requant_add
+    mk_dq = dw_i8_dequant_16 if wide else dw_i8_dequant_8
+
+    def dequant(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult,
+                fbias, resf, c0):
+        mk_dq(npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, fbias, c0,
+              resf, ep.has_res, ep.lo, ep.hi)
+    return dequant
