@@ -281,6 +281,26 @@ def test_conv_i8_shift_rounds_half_up(channels):
     np.testing.assert_array_equal(out.reshape(1, channels), np.clip(np.floor(acc / 2 + 0.5), -128, 127))
 
 
+def test_conv_i8_shift_extreme_shifts_and_accumulators():
+    """Every pair of an edge shift (0, +-1, at and beyond the int32 width: 31, 32, 62; large left shifts
+    -22, -23, -31) and an edge accumulator (0, +-1, +-2**30, int32 min and max...): the kernels' int32
+    arithmetic must equal `requantize_shift`'s int64 one.  The input is 0 with zero point 0, so each
+    channel's accumulator is its bias; 17 x 15 = 255 channels, 15 full 16-channel panels (register
+    epilogue) and a partial one (NumPy-level), and the pairs are laid out again in reverse order."""
+    shifts_1 = [0, 1, 2, 15, 30, 31, 32, 33, 40, 62, -1, -2, -8, -21, -22, -23, -31]
+    accs_1 = [-2**31, -2**30 - 1, -2**30, -1000, -3, -2, -1, 0, 1, 2, 3, 1000, 2**30 - 1, 2**30, 2**31 - 1]
+    pairs = [(s, a) for s in shifts_1 for a in accs_1]
+    for order in (pairs, pairs[::-1]):
+        shifts = np.array([s for s, _ in order], np.int32)
+        bias = np.array([a for _, a in order], np.int32)
+        oc = len(order)
+        x = np.zeros((1, 1, 1, 4), np.uint8)
+        w = np.ones((oc, 4, 1, 1), np.int8)
+        out = np.empty((1, 1, 1, oc), np.uint8)
+        conv_i8.conv2d_i8(x, 0, packing.pack_conv_i8(w).data, bias, out, 1, 1, 1, 1, 0, 0, 1, 1, shifts, 7, 0, 255)
+        np.testing.assert_array_equal(out.reshape(oc), requantize_shift(bias.astype(np.int64), shifts, 7, 0, 255))
+
+
 def test_conv_i8_extreme_values_do_not_saturate():
     """Largest |(x - zx) * w| pair sums (255 * 128, same sign) over a long reduction stay exact."""
     case = dict(n=1, c=64, h=6, w=6, oc=32, groups=1, kernel=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1),

@@ -48,13 +48,11 @@ def requantized(acc, m, tlo, thi):
 @overload(requantized)
 def _requantized(acc, m, tlo, thi):
     if isinstance(m, types.Integer):
-        def shift(acc, m, tlo, thi):
-            a = np.int64(acc)
-            if m > 0:
-                a = (a + (np.int64(1) << (m - 1))) >> m
-            elif m < 0:
-                a = a << -m
-            return np.float32(min(max(a, np.int64(tlo)), np.int64(thi)))
+        def shift(acc, m, tlo, thi):  # branch-free, so the channel loops still vectorise
+            right = np.int64(max(m, 0))
+            rounding = (np.int64(1) << right) >> 1  # 2**(m-1), or 0 when m <= 0
+            r = ((np.int64(acc) + rounding) >> right) << np.int64(max(-m, 0))
+            return np.float32(np.int32(min(max(r, np.int64(tlo)), np.int64(thi))))
         return shift
 
     def multiply(acc, m, tlo, thi):

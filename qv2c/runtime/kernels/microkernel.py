@@ -329,35 +329,57 @@ def _epilogue_f32(builder, kind, acc, args):
             emit(False)
 
 
-_VL = ir.VectorType(_I64, 8)
-
-
 def _requant_factors(builder, args, j):
     """Per-channel factors of lanes 8j..8j+7: the float32 multipliers, or for int32 shifts s the
-    int64 vectors (right shift max(s, 0), rounding term 2**(s-1) or 0, left shift max(-s, 0))."""
+    int32 vectors (first shift, rounding bit, left shift) of `_shift_requant`."""
     m = _channel_vectors(builder, args, "mult", j)
     if args["mult.dtype"] == types.float32:
         return m
-    s = builder.sext(m, _VL)
-    zero, one = ir.Constant(_VL, [0] * 8), ir.Constant(_VL, [1] * 8)
-    right = builder.select(builder.icmp_signed(">", s, zero), s, zero)
-    left = builder.select(builder.icmp_signed("<", s, zero), builder.sub(zero, s), zero)
-    return right, builder.lshr(builder.shl(one, right), one), left
+
+    def splat(v):
+        return ir.Constant(_VI, [v] * 8)
+
+    def smin(a, b):
+        return builder.select(builder.icmp_signed("<", a, b), a, b)
+
+    def smax(a, b):
+        return builder.select(builder.icmp_signed(">", a, b), a, b)
+
+    first = smin(smax(builder.sub(m, splat(1)), splat(0)), splat(31))
+    rounding_bit = builder.zext(builder.icmp_signed(">", m, splat(0)), _VI)
+    left = smin(builder.sub(splat(0), smin(m, splat(0))), splat(22))
+    return first, rounding_bit, left
+
+
+def _shift_requant(builder, v, factors):
+    """`quant_math.requantize_shift` of int32 lanes v without int64 (AVX2 has no 64-bit arithmetic
+    shift or int64 -> float conversion), as <8 x float> before the zero point and clamp:
+
+    - right shift s > 0, rounding half up: with h = v >> (s - 1),
+      (v + 2**(s-1)) >> s == floor((h + 1) / 2) == (h >> 1) + (h & 1), which cannot overflow;
+      with s <= 0 the first shift and the rounding bit are 0, and (h >> 0) + (h & 0) == v.
+      For s >= 33 the true result is 0 for every int32 v, and so it is with the first shift
+      capped at 31 (h is -1 or 0), so shifts are capped that way.
+    - left shift l > 0: v is first clamped to [-256, 256] and l capped at 22 (no int32 overflow).
+      Every output bound lies within [-255, 255], so a value outside [-256, 256], or any nonzero
+      value shifted by >= 22, clamps to the same bound as the exact int64 product would.
+    """
+    first, rounding_bit, left = factors
+    h = builder.ashr(v, first)
+    r = builder.add(builder.ashr(h, rounding_bit), builder.and_(h, rounding_bit))
+    lo, hi = ir.Constant(_VI, [-256] * 8), ir.Constant(_VI, [256] * 8)
+    r = builder.select(builder.icmp_signed("<", r, lo), lo, r)
+    r = builder.select(builder.icmp_signed(">", r, hi), hi, r)
+    return builder.sitofp(builder.shl(r, left), _VF)
 
 
 def _requant(builder, acc_rj, bias_j, factors, tlo, thi):
     """The requantized level minus the zero point, clamped to [tlo, thi], as <8 x float> (exact small
-    integers): rint(clamp(f32(acc + b) * M, tlo, thi)), or with shift factors the int64
-    clamp(((acc + b + rounding) >> right) << left, tlo, thi) of `quant_math.requantize_shift`."""
+    integers): rint(clamp(f32(acc + b) * M, tlo, thi)), or with shift factors the integer shift."""
     v = builder.add(acc_rj, bias_j)
     if not isinstance(factors, tuple):
         return _rint(builder, _clamp(builder, builder.fmul(builder.sitofp(v, _VF), factors), tlo, thi))
-    right, rounding, left = factors
-    r = builder.shl(builder.ashr(builder.add(builder.sext(v, _VL), rounding), right), left)
-    lo, hi = (_splat(builder, _VL, builder.fptosi(b, _I64)) for b in (tlo, thi))
-    r = builder.select(builder.icmp_signed("<", r, lo), lo, r)
-    r = builder.select(builder.icmp_signed(">", r, hi), hi, r)
-    return builder.sitofp(r, _VF)
+    return _clamp(builder, _shift_requant(builder, v, factors), tlo, thi)
 
 
 def _epilogue_requant(builder, kind, acc, args):
