@@ -1,0 +1,135 @@
+"""The arithmetic peak of one core, measured: the int8 kernels' multiply-add against fp32 FMA.
+
+    python benchmarks/instruction_peak.py
+
+qv2c's exact int8 path multiplies int16 pairs with `pmaddwd` (`llvm.x86.avx2.pmadd.wd`,
+16 multiply-accumulates per 256-bit instruction, plus a `vpaddd` into the accumulator); fp32
+uses `vfmadd231ps` (8 per instruction).  Which one is faster, and by how much, sets the ceiling
+for "int8 faster than fp32" on this CPU, so it is measured rather than taken from a data sheet:
+12 independent accumulator chains (enough to hide the latency of either), each step feeding
+the accumulator back into the multiply so LLVM cannot hoist it, 20 M iterations, best of 9
+alternating rounds.
+The x86 intrinsic needs AVX2; on other CPUs only the fp32 line is printed.
+
+Results: benchmarks/results/instruction_peak.{md,json}.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, cpu_model  # noqa: E402 (benchmarks/ is a folder of scripts)
+
+CHAINS = 12
+ITERATIONS = 20_000_000
+_I16, _I32, _F32 = ir.IntType(16), ir.IntType(32), ir.FloatType()
+_V16, _V8I, _V8F = ir.VectorType(_I16, 16), ir.VectorType(_I32, 8), ir.VectorType(_F32, 8)
+
+
+def _splat(builder, vecty, scalar):
+    v = builder.insert_element(ir.Constant(vecty, ir.Undefined), scalar, ir.Constant(_I32, 0))
+    mask = ir.Constant(ir.VectorType(_I32, vecty.count), [0] * vecty.count)
+    return builder.shuffle_vector(v, ir.Constant(vecty, ir.Undefined), mask)
+
+
+def _chains_i16(builder, n, seed):
+    """acc[i] += pmaddwd(acc[i] as 16 x i16, b): one pmaddwd + one vpaddd per chain and step."""
+    b = _splat(builder, _V16, builder.trunc(seed, _I16))
+    pmadd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8I, [_V16, _V16]),
+                                           "llvm.x86.avx2.pmadd.wd")
+    accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8I, [i] * 8)) for i in range(CHAINS)]
+    with cgutils.for_range(builder, n):
+        for acc in accs:
+            cur = builder.load(acc)
+            builder.store(builder.add(cur, builder.call(pmadd, [builder.bitcast(cur, _V16), b])), acc)
+    total = builder.load(accs[0])
+    for acc in accs[1:]:
+        total = builder.add(total, builder.load(acc))
+    return builder.sitofp(builder.extract_element(total, ir.Constant(_I32, 0)), ir.DoubleType())
+
+
+def _chains_f32(builder, n, seed):
+    """acc[i] = fma(a, b, acc[i]): one vfmadd231ps per chain and step."""
+    a = _splat(builder, _V8F, builder.sitofp(seed, _F32))
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32")
+    accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8F, [float(i)] * 8)) for i in range(CHAINS)]
+    with cgutils.for_range(builder, n):
+        for acc in accs:
+            builder.store(builder.call(fma, [a, a, builder.load(acc)]), acc)
+    total = builder.load(accs[0])
+    for acc in accs[1:]:
+        total = builder.fadd(total, builder.load(acc))
+    return builder.fpext(builder.extract_element(total, ir.Constant(_I32, 0)), ir.DoubleType())
+
+
+def _kernel(body):
+    @intrinsic
+    def chains(typingctx, n, seed):
+        def codegen(context, builder, signature, args):
+            return body(builder, *args)
+        return types.float64(types.int64, types.int64), codegen
+
+    @njit
+    def run(n, seed):
+        return chains(n, seed)
+    return run
+
+
+#: name -> (IR body, operations per instruction: 2 per multiply-accumulate)
+KINDS = {"int16 pmaddwd (qv2c int8)": (_chains_i16, 32), "fp32 FMA (qv2c fp32)": (_chains_f32, 16)}
+
+
+def has_avx2() -> bool:
+    try:
+        return " avx2 " in f" {Path('/proc/cpuinfo').read_text().split('flags')[1].splitlines()[0]} "
+    except (OSError, IndexError):
+        return False
+
+
+def measure(repeats: int = 9) -> dict:
+    """Best time of each kind over `repeats` rounds that alternate the kinds (so a slow spell of the
+    shared VM, or a clock change, hits both alike)."""
+    runs = {name: (_kernel(body), ops) for name, (body, ops) in KINDS.items()
+            if body is not _chains_i16 or has_avx2()}
+    for run, _ in runs.values():
+        run(1000, 1)
+    best = {name: float("inf") for name in runs}
+    for _ in range(repeats):
+        for name, (run, _) in runs.items():
+            t = time.perf_counter()
+            run(ITERATIONS, 1)
+            best[name] = min(best[name], time.perf_counter() - t)
+    return {name: {"instructions_per_s": ITERATIONS * CHAINS / best[name],
+                   "gops": ITERATIONS * CHAINS * ops / best[name] / 1e9} for name, (_, ops) in runs.items()}
+
+
+def main() -> None:
+    rows = measure()
+    meta = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "chains": CHAINS, "iterations": ITERATIONS}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "instruction_peak.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = ["# Arithmetic peak of one core, measured\n",
+             f"CPU: {meta['cpu']}, {meta['date']}. {CHAINS} independent chains, {ITERATIONS:,} steps, best of 9 "
+             "alternating rounds, "
+             "one thread. GOP/s counts a multiply-accumulate as 2 operations.\n",
+             "| instruction | G instructions/s | GOP/s |", "|---|---|---|"]
+    lines += [f"| {k} | {v['instructions_per_s'] / 1e9:.2f} | {v['gops']:.1f} |" for k, v in rows.items()]
+    if len(rows) == 2:
+        i8, f32 = (v["gops"] for v in rows.values())
+        lines.append(f"\nint8 (exact, int16 pairs) peak / fp32 peak = {i8 / f32:.2f}: the most a compute-bound int8 "
+                     "layer can gain over fp32 on this CPU with qv2c's exact arithmetic.")
+    (RESULTS / "instruction_peak.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
