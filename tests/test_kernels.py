@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from qv2c.ir.quant_math import dequantize, quantize, requantize_float, requantize_shift
 from qv2c.ir.types import QuantParams
-from qv2c.runtime.kernels import conv_f32, conv_i8, depthwise, gemm, layout, packing
+from qv2c.runtime.kernels import conv_f32, conv_i8, depthwise, gemm, layout, packing, tiling
+from qv2c.runtime.kernels.convplan import ConvPlan, make_plan
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -319,22 +320,28 @@ def test_conv_i8_extreme_values_do_not_saturate():
 
 
 def test_conv_parallel_path_with_panel_chunks():
-    """Large enough to take the prange path, with more panels than pixel tiles (split over panel chunks)."""
+    """Large enough to take the prange path (checked on the plans), with more panels than pixel tiles
+    (split over panel chunks), in fp32 and int8."""
     rng = np.random.default_rng(7)
-    case = dict(n=1, c=32, h=5, w=5, oc=200, groups=1, kernel=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1),
+    h, c, oc = 12, 32, 200
+    case = dict(n=1, c=c, h=h, w=h, oc=oc, groups=1, kernel=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1),
                 dilations=(1, 1))
-    x = rng.standard_normal((1, 32, 5, 5)).astype(np.float32)
-    w = rng.standard_normal((200, 32, 3, 3)).astype(np.float32)
-    b = np.zeros(200, np.float32)
+    npan = -(-oc // 16)
+    for kc, min_ops in ((c, tiling.FP32_CONV_PARALLEL_MIN_OPS), (c // 2, tiling.PARALLEL_MIN_OPS)):
+        plan = ConvPlan(*make_plan(1, h, h, h, h, oc, 3, 3, 1, 1, 1, 1, 1, 1, 1, npan, 9 * c, kc, c, c, min_ops))
+        assert plan.parallel and plan.nchunks > 1 and npan > plan.nptiles
+    x = rng.standard_normal((1, c, h, h)).astype(np.float32)
+    w = rng.standard_normal((oc, c, 3, 3)).astype(np.float32)
+    b = np.zeros(oc, np.float32)
     want = nhwc(conv_ref(x.astype(np.float64), w.astype(np.float64), (1, 1), (1, 1, 1, 1), (1, 1), 1))
-    out = np.empty((1, 5, 5, 200), np.float32)
+    out = np.empty((1, h, h, oc), np.float32)
     conv_f32.conv2d_f32(nhwc(x), packing.pack_conv_f32(w).data, b, out, out, 3, 3, 1, 1, 1, 1, 1, 1,
                         -np.inf, np.inf, False)
     assert_close(out, want)
     xq, wq, zx = int8_data(rng, case, signed_x=False)
-    mult = np.full(200, 1e-4, np.float32)
-    bq = np.zeros(200, np.int32)
-    outq = np.empty((1, 5, 5, 200), np.uint8)
+    mult = np.full(oc, 1e-4, np.float32)
+    bq = np.zeros(oc, np.int32)
+    outq = np.empty((1, h, h, oc), np.uint8)
     conv_i8.conv2d_i8(nhwc(xq), zx, packing.pack_conv_i8(wq).data, bq, outq, 3, 3, 1, 1, 1, 1, 1, 1, mult, 128, 0, 255)
     np.testing.assert_array_equal(outq, requantize_float(int8_acc(xq, wq, zx, bq, case), mult, 128, 0, 255))
 

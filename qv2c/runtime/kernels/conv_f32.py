@@ -44,7 +44,7 @@ from qv2c.runtime.kernels.convplan import (
 from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
 from qv2c.runtime.kernels.indirect import pad_nhwc, pixel_offsets
 from qv2c.runtime.kernels.microkernel import PANEL, mk_f32_act, mk_f32_raw
-from qv2c.runtime.kernels.tiling import pad_in_parallel
+from qv2c.runtime.kernels.tiling import FP32_CONV_PARALLEL_MIN_OPS, pad_in_parallel
 
 F32Epilogue = namedtuple("F32Epilogue", "lo32 hi32 has_res quant lo hi q_scale q_zp q_lo q_hi")
 
@@ -88,7 +88,8 @@ def conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, 
     groups, npan, k = w.shape[0], w.shape[1], w.shape[2]
     icg = c // groups
     check_conv_args(x, out, bias, res, has_res, kh, kw, groups, npan, k, icg)
-    plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, k, icg, c, icg))
+    plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, k, icg, c, icg,
+                               FP32_CONV_PARALLEL_MIN_OPS))
     if plan.hp == h and plan.wp == wd and pt == 0 and pl == 0:
         xp = x
     else:

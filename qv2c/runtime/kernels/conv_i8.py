@@ -52,7 +52,7 @@ from qv2c.runtime.kernels.i8_epilogue import (
 )
 from qv2c.runtime.kernels.indirect import pad_widen_s16, pixel_offsets
 from qv2c.runtime.kernels.microkernel import PANEL, mk_s16_raw
-from qv2c.runtime.kernels.tiling import pad_in_parallel
+from qv2c.runtime.kernels.tiling import PARALLEL_MIN_OPS, pad_in_parallel
 
 
 @njit(cache=True)
@@ -93,7 +93,7 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, ep, mult, 
     icp = icg + icg % 2
     check_conv_args(x, out, bias, res, ep.has_res, kh, kw, groups, npan, 2 * kp, icp)
     plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, 2 * kp, icp // 2,
-                               groups * icp, icp))
+                               groups * icp, icp, PARALLEL_MIN_OPS))
     xp = np.empty((n, plan.hp, plan.wp, groups * icp), np.int16)
     pad_widen_s16(x, zx, pt, pl, groups, xp, pad_in_parallel(plan.parallel, xp.size, icp != icg))
     xpf = xp.reshape(xp.size)

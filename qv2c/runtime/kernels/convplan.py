@@ -59,8 +59,9 @@ def check_conv_args(x, out, bias, res, has_res, kh, kw, groups, npan, kpad, icgp
 
 
 @njit(cache=True)
-def make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, kpad, kc, cp, icgp):
-    """The fields of a conv's `ConvPlan`, as a plain tuple; `kpad`, `kc`, `cp`, `icgp` depend on the precision.
+def make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, kpad, kc, cp, icgp, min_parallel_ops):
+    """The fields of a conv's `ConvPlan`, as a plain tuple; `kpad`, `kc`, `cp`, `icgp` and the parallel
+    threshold `min_parallel_ops` (`tiling.py`) depend on the precision.
 
     Row taps: with one group and no horizontal dilation, the KW taps of a kernel row read
     KW adjacent input pixels, whose channels are contiguous in NHWC, so a row is one tap
@@ -77,7 +78,7 @@ def make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan
     # count and it goes parallel at twice the size an fp32 conv does.  Kept (seen 2026-11-27): on the
     # 2-vCPU VM the benchmarks run on, serial small convs proved the sturdier choice.
     ops = 2 * npix * kh * kw * kc * groups * npan * PANEL
-    parallel = run_parallel(ops, npix)
+    parallel = run_parallel(ops, npix, min_parallel_ops)
     ptile, nptiles, nchunks = plan_tiles(npix, groups, npan, ops, parallel)
     row_taps = groups == 1 and dw == 1
     ntaps, kc_tap = (kh, kw * kc) if row_taps else (kh * kw, kc)

@@ -29,6 +29,13 @@ TARGET_TASKS = 16
 #: (10 M was tried: VGG16-CIFAR int8 at batch 1 was not faster, 0.60-0.63 ms against 0.54-0.56 ms
 #: in one-off runs; benchmarks/results/parallel_overhead.md has what two threads gain per conv.)
 PARALLEL_MIN_OPS = 4_000_000
+#: the same threshold for fp32 convs and GEMMs (`conv_f32.py`).  Measured 2026-11-27 with interleaved
+#: A/B runs of whole models (`benchmarks/ab_compare.py`, results/ab_compare.md): 16 M instead of 4 M
+#: made the CIFAR-10 models 4-22 % faster in fp32 (their 3x3 convs of 4-16 M operations lose more to
+#: the parallel region than a second thread gains) but MobileNetV2 (224x224) 2-10 % slower; 8 M
+#: keeps the CIFAR-10 gains (8 M / 16 M: 0.99-1.00) and MobileNetV2 with it (0.89).  int8 convs were
+#: unchanged at 16 M, so they keep PARALLEL_MIN_OPS.
+FP32_CONV_PARALLEL_MIN_OPS = 8_000_000
 #: elements of a conv's padded (and widened) input copy from which the copy runs in parallel:
 #: a copy is memory-bound and cheap (a 56x56x64 int8 input widens in ~17 us on one thread),
 #: while a parallel copy costs 20-30 us even for tiny inputs here, so only very large inputs gain
@@ -45,9 +52,9 @@ MIN_TASK_OPS = 1_000_000
 
 
 @njit(cache=True)
-def run_parallel(ops, rows=6):
+def run_parallel(ops, rows=6, min_ops=PARALLEL_MIN_OPS):
     """Whether a kernel doing `ops` operations over `rows` output pixels should use its parallel loop."""
-    return ops * (FEW_ROWS_WEIGHT if rows < 6 else 1) >= PARALLEL_MIN_OPS
+    return ops * (FEW_ROWS_WEIGHT if rows < 6 else 1) >= min_ops
 
 
 @njit(cache=True)
