@@ -224,7 +224,8 @@ def write_report(rows: list[dict], methods: list[str]) -> None:
              "on ImageNet (1200 images) and 0.05 on CIFAR-10 (2000): where full int8 loses under a point, "
              "differences between methods of a few tenths are a handful of images. List times were measured "
              "on a 2-core machine shared with other jobs (tests, a CI run) during parts of the sweep, so "
-             "compare them within a model and scheme, not across.\n"]
+             "compare them within a model and scheme, not across. A table lists the methods run for it; "
+             "the date is the report's, the cache (`accuracy_cache/`) keeps every result with its inputs.\n"]
     for row in rows:
         lines.append(f"\n## {row['model']} ({row['layers']} layers, {row['eval_images']} eval images, "
                      f"{row['calibration_images']} calibration images)\n")

@@ -70,7 +70,7 @@ def test_bad_worker_count_is_a_one_line_config_error(monkeypatch):
 
 
 def test_worker_answers_one_line_per_job_and_reports_bad_jobs():
-    good = ("qv2c.runtime.kernels.tiling", "run_parallel", (numba.types.int64, numba.types.int64))
+    good = ("qv2c.runtime.kernels.tiling", "run_parallel", (numba.types.int64,) * 3)
     bad = ("qv2c.runtime.kernels.tiling", "no_such_kernel", ())
     lines = "".join(base64.b64encode(pickle.dumps(j)).decode() + "\n" for j in (good, bad))
     out = subprocess.run([sys.executable, "-m", "qv2c.runtime.precompile"], input=lines, capture_output=True,
