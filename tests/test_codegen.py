@@ -128,6 +128,22 @@ def test_shift_requantization_runs_the_int8_kernels_with_shifts(calibrated_net):
         assert shifts.dtype == np.int32 and np.all((-31 <= shifts) & (shifts <= 62))
 
 
+def test_shift_requantization_out_of_range_is_a_one_line_error():
+    """A layer whose power-of-2 multiplier needs a shift the integer epilogue cannot do (outside
+    [-31, 62], as `quant_math.requantize_shift`) is refused with a QV2CError naming the layer."""
+    from types import SimpleNamespace
+
+    from qv2c.codegen.lower import _requant_factors
+    from qv2c.errors import QV2CError
+
+    layer = SimpleNamespace(attrs={"requant": "shift"}, location="qv.qconv (ONNX node 'conv9')")
+    assert _requant_factors(layer, np.array([2.0 ** -62, 2.0 ** 31], np.float64)).tolist() == [62, -31]
+    for m in (2.0 ** -63, 2.0 ** 32):
+        with pytest.raises(QV2CError, match=r"conv9.*outside \[-31, 62\]; keep this layer in fp32") as err:
+            _requant_factors(layer, np.array([0.5, m], np.float64))
+        assert "\n" not in str(err.value)
+
+
 # -- the small net end to end: every assignment and placement -------------------------------------
 #: every numeric case under every placement; a case that fixes realize-quant's placement to "per-op" runs once
 NET_RUNS = [(case, placement) for case in NUMERIC_CASES
