@@ -32,7 +32,7 @@ PARALLEL_MIN_OPS = 4_000_000
 #: the same threshold for fp32 convs and GEMMs (`conv_f32.py`).  Measured 2026-11-27 with interleaved
 #: A/B runs of whole models (`benchmarks/ab_compare.py`, results/ab_compare.md): 16 M instead of 4 M
 #: made the CIFAR-10 models 4-22 % faster in fp32 (their 3x3 convs of 4-16 M operations lose more to
-#: the parallel region than a second thread gains) but MobileNetV2 (224x224) 2-10 % slower; 8 M
+#: the parallel region than a second thread gains) but MobileNetV2 (224x224) 10 % slower; 8 M
 #: keeps the CIFAR-10 gains (8 M / 16 M: 0.99-1.00) and MobileNetV2 with it (0.89).  int8 convs were
 #: unchanged at 16 M, so they keep PARALLEL_MIN_OPS.
 FP32_CONV_PARALLEL_MIN_OPS = 8_000_000
