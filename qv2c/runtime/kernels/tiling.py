@@ -7,8 +7,9 @@ bigger tiles mean more reuse.  The layer needs a few tasks per thread for balanc
 prange's static schedule; layers with few pixels (an 8x8 ResNet stage at batch 1, an FC
 layer) keep tiles of at least 48 pixels and are split across panel chunks instead.
 
-Small layers run serially: a parallel region costs ~15-20 us to wake the second thread
-and join on this VM (more on a loaded machine), more than such a layer gains from it.
+Only tiny layers run serially: with the worker threads spinning briefly between kernels
+(`kernels/__init__.py`), a parallel region costs a few microseconds here, so a conv of
+a few hundred thousand operations already gains from the second core.
 """
 
 from __future__ import annotations
@@ -25,17 +26,17 @@ MIN_TILE_ROWS = 48
 #: calling that inside a kernel makes Numba refuse to cache it (it embeds a ctypes pointer).
 #: 16 balances 1, 2, 4 or 8 threads under prange's static schedule.
 TARGET_TASKS = 16
-#: below this many operations (2 per multiply-add) a kernel runs serially (~50 us of work).
-#: (10 M was tried: VGG16-CIFAR int8 at batch 1 was not faster, 0.60-0.63 ms against 0.54-0.56 ms
-#: in one-off runs; benchmarks/results/parallel_overhead.md has what two threads gain per conv.)
-PARALLEL_MIN_OPS = 4_000_000
-#: the same threshold for fp32 convs and GEMMs (`conv_f32.py`).  Measured 2026-11-27 with interleaved
-#: A/B runs of whole models (`benchmarks/ab_compare.py`, results/ab_compare.md): 16 M instead of 4 M
-#: made the CIFAR-10 models 4-22 % faster in fp32 (their 3x3 convs of 4-16 M operations lose more to
-#: the parallel region than a second thread gains) but MobileNetV2 (224x224) 10 % slower; 8 M
-#: keeps the CIFAR-10 gains (8 M / 16 M: 0.99-1.00) and MobileNetV2 with it (0.89).  int8 convs were
-#: unchanged at 16 M, so they keep PARALLEL_MIN_OPS.
-FP32_CONV_PARALLEL_MIN_OPS = 8_000_000
+#: below this many operations (2 per multiply-add; see `convplan.make_plan` for int8) a kernel
+#: runs serially.  Measured 2026-11-27 with interleaved A/B runs of whole models
+#: (`benchmarks/ab_compare.py`, results/ab_compare.md), with the workers spinning between
+#: kernels: 250 k (int8, depthwise) / 500 k (fp32) against 1 M / 2 M made MobileNetV2-CIFAR
+#: int8 0.84x the time and left ResNet18-CIFAR fp32 and int8 and SqueezeNet-CIFAR fp32 within
+#: 2 %.  (While the workers slept at once, OMP_WAIT_POLICY=PASSIVE, the best thresholds were
+#: 4 M / 8 M: at 1 M / 2 M every region paid a thread wake-up, and ResNet18-CIFAR and
+#: VGG16-CIFAR took 1.8x as long as with spinning at the same thresholds.)
+PARALLEL_MIN_OPS = 250_000
+#: the same threshold for fp32 convs and GEMMs (`conv_f32.py`)
+FP32_CONV_PARALLEL_MIN_OPS = 500_000
 #: elements of a conv's padded (and widened) input copy from which the copy runs in parallel:
 #: a copy is memory-bound and cheap (a 56x56x64 int8 input widens in ~17 us on one thread),
 #: while a parallel copy costs 20-30 us even for tiny inputs here, so only very large inputs gain
