@@ -52,9 +52,11 @@ from qv2c.ir.quant_math import activation_bounds, bias_scales, qrange, requantiz
 from qv2c.passes.fuse import FUSED, FusedParts, fused_parts, is_anchor
 from qv2c.runtime.kernels import packing
 
-#: elements touched (times window taps for pools) from which a simple kernel runs its parallel loop:
-#: waking the second thread costs ~50 us (measured: quantizing 150k floats took 35 us serial, 100 us parallel)
-PARALLEL_MIN_WORK = 1 << 19
+#: elements touched (times window taps for pools) from which a simple kernel runs its parallel loop.
+#: 512 k while idle workers slept at once (a wake-up cost ~50 us); with them spinning between kernels
+#: (`runtime/kernels/__init__.py`) 64 k made SqueezeNet fp32 0.90x the time and left SqueezeNet and
+#: MobileNetV2 int8 and ResNet18-CIFAR int8 within 3 % (interleaved A/B, results/ab_compare.md)
+PARALLEL_MIN_WORK = 1 << 16
 _INF = math.inf
 _POINTWISE = (1, 1, 1, 1, 0, 0, 1, 1)  # kh kw sh sw pt pl dh dw of a 1x1 conv (FC layers as convs)
 

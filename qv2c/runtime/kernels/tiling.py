@@ -38,10 +38,10 @@ PARALLEL_MIN_OPS = 250_000
 #: the same threshold for fp32 convs and GEMMs (`conv_f32.py`)
 FP32_CONV_PARALLEL_MIN_OPS = 500_000
 #: elements of a conv's padded (and widened) input copy from which the copy runs in parallel:
-#: a copy is memory-bound and cheap (a 56x56x64 int8 input widens in ~17 us on one thread),
-#: while a parallel copy costs 20-30 us even for tiny inputs here, so only very large inputs gain
-#: (benchmarks/results/parallel_overhead.md)
-PAD_PARALLEL_MIN = 1 << 19
+#: a copy is memory-bound and cheap (a 56x56x64 int8 input widens in ~17 us on one thread).  It was
+#: 512 k while a parallel copy cost 20-30 us even for tiny inputs (benchmarks/results/parallel_overhead.md,
+#: workers sleeping at once); 64 k with spinning workers, measured together with `codegen.lower.PARALLEL_MIN_WORK`
+PAD_PARALLEL_MIN = 1 << 16
 #: how many times more a padded element costs when each group's channels are padded to an even
 #: count (an int8 3-channel stem: a strided loop per channel, ~1 ns per element against ~0.08)
 ODD_CHANNEL_PAD_COST = 16
