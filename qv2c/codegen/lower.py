@@ -48,7 +48,7 @@ from qv2c.codegen.standalone import LOWERERS, quant_of
 from qv2c.errors import QV2CError
 from qv2c.ir.core import Module, Op, Value
 from qv2c.ir.printer import value_names
-from qv2c.ir.quant_math import activation_bounds, bias_scales, qrange, requantize_multiplier, shift_of
+from qv2c.ir.quant_math import activation_bounds, bias_scales, qrange, requantize_multiplier, requantize_shifts
 from qv2c.passes.fuse import FUSED, FusedParts, fused_parts, is_anchor
 from qv2c.runtime.kernels import packing
 
@@ -105,11 +105,10 @@ def _requant_factors(anchor: Op, mult: np.ndarray) -> np.ndarray:
     or int32 shifts s[c] with M[c] = 2**-s[c] ("shift"; the kernels then requantize in integers)."""
     if anchor.attrs.get("requant", "float") == "float":
         return mult
-    shifts = np.array([shift_of(float(m)) for m in mult], np.int64)
-    if shifts.min() < -31 or shifts.max() > 62:  # what quant_math.requantize_shift accepts
-        raise QV2CError(f"{anchor.location}: requantization shifts {shifts.min()}..{shifts.max()} lie outside "
-                        "[-31, 62]; keep this layer in fp32 (keep_fp32=[...])")
-    return shifts.astype(np.int32)
+    try:
+        return requantize_shifts(mult).astype(np.int32)
+    except ValueError as e:
+        raise QV2CError(f"{anchor.location}: {e}; keep this layer in fp32 (keep_fp32=[...])") from None
 
 
 def _is_depthwise(anchor: Op, w: np.ndarray) -> bool:

@@ -230,6 +230,23 @@ def requantize_float(acc: np.ndarray, multiplier, zero_point: int, lo: int, hi: 
     return np.rint(t).astype(np.int32) + np.int32(zero_point)
 
 
+#: the shifts `requantize_shift` (and the int8 kernels' integer epilogue) can do
+SHIFT_RANGE = (-31, 62)
+
+
+def _check_shift_range(s: np.ndarray) -> None:
+    if s.size and (s.min() < SHIFT_RANGE[0] or s.max() > SHIFT_RANGE[1]):
+        raise ValueError(f"requantization shifts {s.min()}..{s.max()} lie outside [{SHIFT_RANGE[0]}, {SHIFT_RANGE[1]}]")
+
+
+def requantize_shifts(multiplier) -> np.ndarray:
+    """The int64 shifts s with multiplier == 2**-s (per channel); ValueError when a multiplier is no
+    power of two or needs a shift outside SHIFT_RANGE."""
+    s = np.array([shift_of(float(m)) for m in np.ravel(multiplier)], np.int64)
+    _check_shift_range(s)
+    return s
+
+
 def requantize_shift(acc: np.ndarray, shift, zero_point: int, lo: int, hi: int) -> np.ndarray:
     """Integer-only requantization by a power-of-two multiplier M = 2**-shift, as int32.
 
@@ -244,8 +261,7 @@ def requantize_shift(acc: np.ndarray, shift, zero_point: int, lo: int, hi: int) 
     lie in [-31, 62].
     """
     s = np.asarray(shift, dtype=np.int64)
-    if s.size and (s.min() < -31 or s.max() > 62):
-        raise ValueError(f"requantization shift {s.min()}..{s.max()} outside [-31, 62]")
+    _check_shift_range(s)
     right = np.maximum(s, 0)
     rounding = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
     r = ((np.asarray(acc).astype(np.int64) + rounding) >> right) << np.maximum(-s, 0)

@@ -47,6 +47,15 @@ SCALE_KINDS = ("float", "power-of-2")
 _INT_PASSTHROUGH = ("qv.maxpool", "qv.reshape", "qv.transpose")
 
 
+def _check_shifts(op: Op, s_in: float, s_w, s_out: float) -> None:
+    """Refuse an int8 layer whose power-of-2 requantization needs a shift the integer epilogue cannot
+    do (a one-line ConfigError naming the layer, for every backend), rather than failing later."""
+    try:
+        quant_math.requantize_shifts(quant_math.requantize_multiplier(s_in, np.asarray(s_w), s_out))
+    except ValueError as e:
+        raise ConfigError(f"{op.location}: {e}; keep this layer in fp32 (keep_fp32=[...])") from None
+
+
 @dataclass(frozen=True)
 class QuantScheme:
     """How tensors are quantized (the same for every int8 layer of a model)."""
@@ -202,6 +211,8 @@ class _Realizer:
             operands.append(self.dst.add_constant(bq, f"{wname}_bias_q", TensorType(bq.shape, "i32", bparams)))
         out_type = TensorType(out_old.type.shape, self.scheme.activation_dtype, self.act_params(out_old))
         requant = "shift" if self.scheme.scale_kind == "power-of-2" else "float"
+        if requant == "shift":
+            _check_shifts(op, sx, wparams.scale, out_type.quant.scale[0])
         if op.name == "qv.conv":
             attrs = {k: op.attrs[k] for k in ("strides", "pads", "dilations", "group")}
             new = self.b.create("qv.qconv", operands, result_types=[out_type], meta=op.meta,

@@ -319,6 +319,18 @@ def test_unknown_placement_is_a_config_error():
         realize_quant(parse(CHAIN), {"conv1"}, CHAIN_RANGES, placement="everywhere")
 
 
+def test_power_of_two_shift_out_of_range_names_the_layer():
+    """A calibrated range so wide that conv2's power-of-2 multiplier would need a shift beyond what the
+    integer requantization can do (M = 2^-7 * 2^-7 / 2^103 = 2^-117) is refused at compile time, for
+    every backend, with a one-line ConfigError naming the layer; per-layer float scales are fine."""
+    ranges = dict(CHAIN_RANGES, c2=(-2.0 ** 110, 2.0 ** 110))
+    with pytest.raises(ConfigError, match=r"conv2.*outside \[-31, 62\]; keep this layer in fp32") as err:
+        realize_quant(parse(CHAIN), {"conv1", "conv2"}, ranges, QuantScheme(scale_kind="power-of-2"))
+    assert "\n" not in str(err.value)
+    realize_quant(parse(CHAIN), {"conv1", "conv2"}, ranges)  # float requantization has no such limit
+    realize_quant(parse(CHAIN), {"conv1"}, ranges, QuantScheme(scale_kind="power-of-2"))  # conv2 kept fp32
+
+
 def test_missing_range_names_the_value():
     ranges = {k: v for k, v in CHAIN_RANGES.items() if k != "x"}
     with pytest.raises(ConfigError, match="%x"):
