@@ -286,14 +286,6 @@ def memory(name: str, n_threads: int) -> dict:
     return out
 
 
-def measured_peaks() -> dict:
-    """Per-core fp32 and int8 peaks of this CPU, measured by `instruction_peak.py` (for the profile lines)."""
-    rows = instruction_peak.measure()
-    f32 = next(v["gops"] for k, v in rows.items() if k.startswith("fp32"))
-    i8 = next((v["gops"] for k, v in rows.items() if k.startswith("int16")), f32)
-    return {"peak_f32_gops_per_core": f32, "peak_i8_gops_per_core": i8}
-
-
 # -- report ----------------------------------------------------------------------------------------
 def write_report(result: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
@@ -338,11 +330,15 @@ def render_markdown(result: dict) -> str:
             cells = [f"{t[a] / t[b]:.2f}" if t.get(a) and t.get(b) else "n/a" for a, b in pairs]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines.append("\n## Where qv2c's int8 time goes (batch 1, per-kernel profile)\n")
-    lines.append(f"Peak of one core, measured (`instruction_peak.py`: independent chains of the kernels' own "
-                 f"instructions): fp32 FMA {meta['peak_f32_gops_per_core']:.0f} GFLOP/s, int8 "
-                 f"{meta['peak_i8_gops_per_core']:.0f} GOP/s (`vpmaddwd` + `vpaddd` on int16 pairs; no VNNI), "
-                 f"so a compute-bound int8 layer can be at most "
-                 f"{meta['peak_i8_gops_per_core'] / meta['peak_f32_gops_per_core']:.2f}x faster than fp32 here.\n")
+    f32_peak, i8_peak = meta["peak_f32_gops_per_core"], meta["peak_i8_gops_per_core"]
+    if i8_peak is None:  # no AVX2: the int8 instruction was not measured
+        lines.append(f"Peak of one core, measured (`instruction_peak.py`): fp32 {f32_peak:.0f} GFLOP/s; the int8 "
+                     "peak is not measured without AVX2.\n")
+    else:
+        lines.append(f"Peak of one core, measured (`instruction_peak.py`: independent chains of the kernels' own "
+                     f"instructions): fp32 FMA {f32_peak:.0f} GFLOP/s, int8 {i8_peak:.0f} GOP/s (`vpmaddwd` + "
+                     f"`vpaddd` on int16 pairs; no VNNI), so a compute-bound int8 layer can be at most "
+                     f"{i8_peak / f32_peak:.2f}x faster than fp32 here.\n")
     for row in result["rows"]:
         e = row["batches"].get("1", {})
         if "profile" not in e:
@@ -393,7 +389,7 @@ def main() -> None:
     n_threads = threads()
     meta = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "threads": n_threads, "runs": args.runs,
             "rounds": args.rounds, "rewarm": REWARM,
-            "batches": batches, **measured_peaks()}
+            "batches": batches, **instruction_peak.per_core_peaks()}
     if args.memory_only:
         result = json.loads((RESULTS / "latency.json").read_text())
         result["memory"] = {name: memory(name, n_threads) for name in args.models.split(",")}
