@@ -112,7 +112,8 @@ def qv2c_variants(name: str, calib: np.ndarray, batch: int) -> dict:
 def onnxruntime_variants(name: str, calib: np.ndarray, fp32_layers: tuple[str, ...], tmp: str, n_threads: int,
                          batch: int) -> dict:
     """onnxruntime sessions (fp32, int8, mixed) that accept `batch` images; a model whose graph pins
-    batch 1 gets a dynamic batch dimension, and is left out (n/a) where onnxruntime still rejects it."""
+    batch 1 gets a dynamic batch dimension (`with_dynamic_batch`), and is left out (n/a) where onnxruntime
+    still rejects it."""
     src = str(onnxruntime_model_path(name))
     int8, mixed = os.path.join(tmp, f"{name}_int8.onnx"), os.path.join(tmp, f"{name}_mixed_{batch}.onnx")
     if not os.path.exists(int8):
@@ -133,8 +134,11 @@ def onnxruntime_variants(name: str, calib: np.ndarray, fp32_layers: tuple[str, .
 
 
 def with_dynamic_batch(src: str, dst: str) -> str:
-    """A copy of `src` whose graph input and output have a symbolic batch dimension."""
+    """A copy of `src` whose graph input and output have a symbolic batch dimension, and whose Reshape
+    targets that hard-code batch 1 (a constant shape starting with 1) copy the batch instead (0), the
+    per-sample reading qv2c's importer gives them (`frontend/importers/shape.py`)."""
     import onnx
+    from onnx import numpy_helper
 
     model = onnx.load(src)
     for v in [*model.graph.input, *model.graph.output]:
@@ -142,6 +146,14 @@ def with_dynamic_batch(src: str, dst: str) -> str:
         if dims:
             dims[0].ClearField("dim_value")
             dims[0].dim_param = "N"
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+        if node.op_type == "Reshape" and not allowzero and node.input[1] in inits:
+            target = numpy_helper.to_array(inits[node.input[1]]).copy()
+            if target.size and target[0] == 1:
+                target[0] = 0
+                inits[node.input[1]].CopyFrom(numpy_helper.from_array(target, node.input[1]))
     del model.graph.value_info[:]
     onnx.save(model, dst)
     return dst

@@ -144,13 +144,31 @@ def test_fixed_batch_other_than_one_is_not_rebound():
     raises(ShapeError, m, "fixed batch of 8", "batch_size=4", batch_size=4)
 
 
-def test_reshape_hard_coding_batch_one_cannot_be_rebound():
+def test_reshape_hard_coding_batch_one_is_applied_per_sample():
+    """A target [1, 12] exported at batch 1 reshapes one image; rebound to batch 4 it must reshape each
+    image the same way ([4, 12]), so every row equals that image's batch-1 result (the MatMul after it
+    would mix images if the reshape did)."""
     m = model("""g (float[1,3,2,2] x) => (float y) {
+        f = Reshape (x, s)
+        y = MatMul (f, W)
+    }""", s=np.array([1, 12], np.int64), W=rand(12, 5))
+    assert qv2c.import_onnx(m).outputs[0].type.shape == (1, 5)
+    rebound = qv2c.import_onnx(m, batch_size=4)
+    assert rebound.outputs[0].type.shape == (4, 5)
+    single = qv2c.import_onnx(m)
+    x = np.random.default_rng(3).standard_normal((4, 3, 2, 2)).astype(np.float32)
+    got = qv2c.ir.interpret(rebound, {"x": x})["y"]
+    want = np.concatenate([qv2c.ir.interpret(single, {"x": x[i:i + 1]})["y"] for i in range(4)])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_reshape_that_cannot_follow_the_imposed_batch_names_it():
+    m = model("""g (float[1,12] x) => (float y) {
         y = Reshape (x, s)
-    }""", s=np.array([1, 12], np.int64))
+    }""", s=np.array([3, 4], np.int64))
     m.graph.node[0].name = "x"
-    assert qv2c.import_onnx(m).outputs[0].type.shape == (1, 12)  # fine at the exported batch
-    raises(ShapeError, m, "Reshape node 'x'", "hard-codes batch 1", "dynamic batch", "-1", batch_size=4)
+    assert qv2c.import_onnx(m).outputs[0].type.shape == (3, 4)  # fine at the exported batch
+    raises(ShapeError, m, "Reshape node 'x'", "cannot reshape", "imported with batch 4", "dynamic batch", batch_size=4)
 
 
 # -- node attributes and inputs -----------------------------------------------------

@@ -8,12 +8,12 @@ import glob
 import os
 import time
 
+import numpy as np
 import onnx
 import pytest
 from onnx_text import assert_matches_onnxruntime
 
 import qv2c
-from qv2c.errors import ShapeError
 
 LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 LIGHT = sorted(os.path.basename(p) for p in glob.glob(os.path.join(LIGHT_DIR, "*.onnx")))
@@ -23,7 +23,7 @@ DATA_MODELS = [
     "squeezenet1.1_imagenet/squeezenet1.1_fp32.onnx",
     "mobilenetv2_imagenet/mobilenetv2_tf2_ptq_dequant_fp32.onnx",
 ]
-#: light models whose final Reshape hard-codes batch 1 (so they cannot be rebound)
+#: light models whose final Reshape hard-codes batch 1 (rebinding applies it per sample)
 LIGHT_BATCH_ONE = {"light_bvlc_alexnet.onnx", "light_inception_v1.onnx", "light_inception_v2.onnx",
                    "light_resnet50.onnx", "light_shufflenet.onnx", "light_vgg19.onnx", "light_zfnet512.onnx"}
 #: seconds one import may take (they take well under one; this catches pathological slowness)
@@ -68,11 +68,11 @@ def test_light_model_loads(name):
 @pytest.mark.parametrize("name", LIGHT)
 def test_light_model_batch_rebinding(name):
     path = os.path.join(LIGHT_DIR, name)
-    if name in LIGHT_BATCH_ONE:
-        with pytest.raises(ShapeError, match="hard-codes batch 1"):
-            qv2c.import_onnx(path, batch_size=2)
-    else:
-        assert import_timed(path, batch_size=2).outputs[0].type.shape[0] == 2
+    module = import_timed(path, batch_size=2)
+    assert module.outputs[0].type.shape[0] == 2
+    reshapes = [op.attrs["shape"] for op in module.ops if op.name == "qv.reshape"]
+    if name in LIGHT_BATCH_ONE:  # the hard-coded [1, ...] target now follows the batch
+        assert reshapes and all(shape[0] == 2 for shape in reshapes), reshapes
 
 
 @pytest.mark.parametrize("rel", DATA_MODELS)
@@ -82,6 +82,18 @@ def test_data_model_loads(rel):
     assert module.inputs[0].type.shape[0] == 1 and module.outputs[0].name == "logits"
     if rel.startswith("cifar10_zoo/"):  # dynamic batch: any batch works
         assert import_timed(path, batch_size=3).outputs[0].type.shape == (3, 10)
+
+
+def test_mobilenetv2_with_hard_coded_batch_one_rebinds_per_sample():
+    """The ImageNet MobileNetV2 reshapes to a literal [1, 1280] before its classifier; imported at batch 2
+    each image's logits equal its batch-1 logits."""
+    path = data_path("mobilenetv2_imagenet/mobilenetv2_tf2_ptq_dequant_fp32.onnx")
+    single, double = import_timed(path), import_timed(path, batch_size=2)
+    (name,) = [v.name for v in single.inputs]
+    x = np.random.default_rng(5).standard_normal((2, *single.inputs[0].type.shape[1:])).astype(np.float32)
+    got = qv2c.ir.interpret(double, {name: x})["logits"]
+    want = np.concatenate([qv2c.ir.interpret(single, {name: x[i:i + 1]})["logits"] for i in range(2)])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_every_data_model_is_covered():

@@ -6,7 +6,8 @@ static shape, except for its first dim, the batch, which may be dynamic (a
 `dim_param`, 0 or -1): it is bound to `batch_size` (default 1). A model exported
 with a fixed batch of 1 can be rebound to `batch_size=N` too; the importer then
 remembers the batch it imposed (`ctx.bound_batch`) so a Reshape that hard-codes
-batch 1 can be reported instead of silently mixing images.
+batch 1 is applied per sample (`importers/shape.py`) and one that cannot be is
+reported, never silently mixing images.
 """
 
 from __future__ import annotations

@@ -9,9 +9,13 @@ with ONNX semantics (`onnx_shapes.py`):
 
 Identity and Dropout emit nothing: their output is bound to their input.
 
-A Reshape whose constant target starts with a literal 1 cannot follow a batch the
-importer imposed (`batch_size=N`, N != 1) and raises a `ShapeError`; `0` and `-1`
-as the first target dim follow it (and Flatten always does).
+Batch rebinding: a model exported with batch 1 often reshapes to a literal target such
+as [1, 1280].  When the importer imposed another batch (`batch_size=N`), the Reshape's
+input starts with N, and the target is a valid reshape of one sample (it was at batch
+1), the literal 1 is read as the batch: the target becomes [N, 1280], which applies the
+exported per-sample reshape to every image and never mixes images.  `0` and `-1` as the
+first target dim follow the batch anyway (and Flatten always does).  Any other target
+that no longer fits raises a `ShapeError` that names the imposed batch.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ def _reshape_to(ctx, node, shape_fn):
     try:
         shape = shape_fn(x.type.shape)
     except ValueError as e:
-        raise ctx.shape_error(str(e)) from None
+        hint = "" if ctx.bound_batch in (None, 1) else (
+            f" (the model is imported with batch {ctx.bound_batch}; export it with a dynamic batch)")
+        raise ctx.shape_error(f"{e}{hint}") from None
     ctx.define(node.outputs[0], ctx.emit("qv.reshape", [x], shape=[int(d) for d in shape]))
 
 
@@ -44,13 +50,22 @@ def _reshape_to(ctx, node, shape_fn):
 def reshape(ctx, node):
     target = np.asarray(ctx.constant(node.inputs[1], "the shape input")).reshape(-1)
     x_shape = ctx.type_of(node.inputs[0]).shape
-    batch = ctx.bound_batch
-    if batch not in (None, 1) and x_shape and x_shape[0] == batch and target.size and int(target[0]) == 1:
-        raise ctx.shape_error(f"hard-codes batch 1 in its target shape {target.tolist()}, but the model is imported "
-                              f"with batch {batch}; export the model with a dynamic batch, or use -1 or 0 as the "
-                              f"first target dim")
     allowzero = bool(node.attrs.get("allowzero", 0))
+    if _reshapes_one_sample(ctx.bound_batch, x_shape, target, allowzero):
+        target = np.concatenate([[x_shape[0]], target[1:]])  # the exported per-sample reshape, at batch N
     _reshape_to(ctx, node, lambda s: resolve_reshape(s, target, allowzero))
+
+
+def _reshapes_one_sample(batch, x_shape, target, allowzero: bool) -> bool:
+    """Whether `target` hard-codes batch 1 for an input the importer rebound to batch N != 1: its first
+    dim is a literal 1, the input's first dim is N, and the target reshapes a single sample."""
+    if batch in (None, 1) or not x_shape or x_shape[0] != batch or not target.size or int(target[0]) != 1:
+        return False
+    try:
+        resolve_reshape((1, *x_shape[1:]), target, allowzero)
+    except ValueError:
+        return False
+    return True
 
 
 @importer("Flatten")
