@@ -22,6 +22,15 @@ as many inferences as leave-one-out (the same quadratic cost, nothing new to sho
 `--methods`.
 
 Results: benchmarks/results/sensitivity_scaling.{md,json}.
+
+    python benchmarks/sensitivity_scaling.py --cifar [--repeats 3]
+
+measures the same on the five CIFAR-10 models, as accuracy.py sets them up (the 100 calibration
+images of accuracy.py, analysis batch 20, min-max ranges, per-channel float scales): each
+QuantuneV2 list time with the number of quantizable layers and the activation elements their
+outputs hold over the calibration set.  Their layers differ in size, so seconds per layer differ;
+a list whose cost is linear in the layers' work has a constant cost per activation element,
+which the report shows.  Results: benchmarks/results/sensitivity_scaling_cifar.{md,json}.
 """
 
 from __future__ import annotations
@@ -164,12 +173,95 @@ def write_report(meta: dict, points: list[dict], methods: list[str], fitted: dic
     (RESULTS / "sensitivity_scaling.md").write_text("\n".join(lines) + "\n")
 
 
+CIFAR_MODELS = ("cifar10_resnet18v1", "cifar10_squeezenet1_1", "cifar10_vgg16", "cifar10_resnet50v1",
+                "cifar10_mobilenetv2")
+CIFAR_METHODS = ("quantunev2", "quantunev2-global")
+CIFAR_ANALYSIS_BATCH = 20  # accuracy.py's analysis batch for CIFAR-10
+
+
+def cifar_point(name: str, repeats: int) -> dict:
+    """List seconds of the QuantuneV2 methods on one CIFAR model, with its layers and activation elements."""
+    from common import calibration_images
+
+    from qv2c.datasets import model_path
+    from qv2c.passes.layers import layer_macs, quantizable_layers
+
+    images = calibration_images(name, 100)
+    module = load_canonical(str(model_path(name)), CIFAR_ANALYSIS_BATCH)
+    data = make_calibration_set(module, images)
+    ranges = calibrate(module, data, CIFAR_ANALYSIS_BATCH, "minmax")
+    ctx = SensitivityContext(module, data, CIFAR_ANALYSIS_BATCH, ranges, QuantScheme("per-channel", "float"))
+    layers = quantizable_layers(module)
+    per_image = sum(op.result.type.size for op in layers) // CIFAR_ANALYSIS_BATCH
+    runs = {m: [] for m in CIFAR_METHODS}
+    _ranking(CIFAR_METHODS[0], ctx)  # untimed warm-up
+    for _ in range(repeats):
+        for m in CIFAR_METHODS:
+            runs[m].append(_ranking(m, ctx)["seconds"])
+    macs = sum(layer_macs(op) for op in layers) // CIFAR_ANALYSIS_BATCH * len(images)
+    point = {"model": name, "layers": len(layers), "elements": per_image * len(images), "macs": macs,
+             "images": len(images),
+             "seconds": {m: statistics.median(v) for m, v in runs.items()}, "all_seconds": runs}
+    print(f"{name}: {point['layers']} layers, {point['elements'] / 1e6:.1f} M elements, "
+          + ", ".join(f"{m} {t:.2f} s" for m, t in point["seconds"].items()), flush=True)
+    return point
+
+
+def work_fit(points: list[dict], method: str) -> dict:
+    """Least squares seconds = a * MACs + b * elements over the models, with R^2 and the largest relative residual."""
+    design = np.array([[p["macs"], p["elements"]] for p in points], float)
+    t = np.array([p["seconds"][method] for p in points])
+    (a, b), *_ = np.linalg.lstsq(design, t, rcond=None)
+    residual = t - design @ np.array([a, b])
+    r2 = 1.0 - float(np.sum(residual ** 2) / np.sum((t - t.mean()) ** 2))
+    return {"a": float(a), "b": float(b), "r2": r2, "worst_relative_residual": float(np.max(np.abs(residual) / t))}
+
+
+def write_cifar_report(meta: dict, points: list[dict]) -> None:
+    (RESULTS / "sensitivity_scaling_cifar.json").write_text(json.dumps({"meta": meta, "points": points}, indent=1))
+    lines = ["# Sensitivity-list cost on the five CIFAR-10 models\n",
+             f"CPU: {meta['cpu']} ({meta['cpus']} CPUs, load average {meta['load_average']} at start), {meta['date']}. "
+             f"As accuracy.py: {points[0]['images']} calibration images, analysis batch {CIFAR_ANALYSIS_BATCH}, "
+             "min-max ranges, per-channel float scales, reference interpreter; seconds = median of "
+             f"{meta['repeats']} runs of `rank_layers` (calibration excluded), methods interleaved.  Elements = "
+             "the values the quantizable layers output over the calibration set (what the activation metrics read).\n",
+             "| model | layers | MACs (G) | elements (M) | " + " | ".join(f"{m} s | {m} ms / layer | {m} ns / element"
+                                                           for m in CIFAR_METHODS) + " |",
+             "|---|---|---|---|" + "---|---|---|" * len(CIFAR_METHODS)]
+    for p in points:
+        cells = []
+        for m in CIFAR_METHODS:
+            t = p["seconds"][m]
+            cells += [f"{t:.2f}", f"{1e3 * t / p['layers']:.0f}", f"{1e9 * t / p['elements']:.1f}"]
+        lines.append(f"| {p['model']} | {p['layers']} | {p['macs'] / 1e9:.1f} | {p['elements'] / 1e6:.1f} | "
+                     + " | ".join(cells) + " |")
+    lines.append("\nA list is two inferences (work ~ multiply-adds) plus per-layer metrics (work ~ activation "
+                 "elements), so across models its time should follow t = a * MACs + b * elements with no term in "
+                 "the layer count squared.  Least-squares fit over the five models (no intercept):\n")
+    lines.append("| method | a (ns / MAC) | b (ns / element) | R^2 | seconds per layer: max / min | "
+                 "largest |residual| / time |")
+    lines.append("|---|---|---|---|---|---|")
+    for m in CIFAR_METHODS:
+        per_layer = [p["seconds"][m] / p["layers"] for p in points]
+        f = work_fit(points, m)
+        lines.append(f"| {m} | {1e9 * f['a']:.3f} | {1e9 * f['b']:.1f} | {f['r2']:.3f} | "
+                     f"{max(per_layer) / min(per_layer):.1f}x | {f['worst_relative_residual']:.0%} |")
+    (RESULTS / "sensitivity_scaling_cifar.md").write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cifar", action="store_true", help="time the QuantuneV2 lists of the five CIFAR-10 models instead")
     p.add_argument("--sizes", default=SIZES, help=f"comma-separated chain lengths N (default {SIZES})")
     p.add_argument("--repeats", type=int, default=3, help="runs per point; the median is reported (default 3)")
     p.add_argument("--methods", default=METHODS, help=f"comma-separated sensitivity methods (default {METHODS})")
     args = p.parse_args()
+    if args.cifar:
+        meta = {"cpu": cpu_model(), "cpus": os.cpu_count(), "load_average": f"{os.getloadavg()[0]:.2f}",
+                "date": time.strftime("%Y-%m-%d"), "repeats": args.repeats}
+        write_cifar_report(meta, [cifar_point(name, args.repeats) for name in CIFAR_MODELS])
+        print((RESULTS / "sensitivity_scaling_cifar.md").read_text())
+        return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     methods = args.methods.split(",")
     meta = {"cpu": cpu_model(), "cpus": os.cpu_count(), "load_average": f"{os.getloadavg()[0]:.2f}",
