@@ -346,6 +346,57 @@ def test_conv_parallel_path_with_panel_chunks():
     np.testing.assert_array_equal(outq, requantize_float(int8_acc(xq, wq, zx, bq, case), mult, 128, 0, 255))
 
 
+def quantize_f32(y, scale, zp, qlo, qhi):
+    """QuantizeLinear of an fp32 array in float32 steps, as `epilogue.store_f32_quant` does."""
+    f = np.float32
+    return np.clip(np.rint(y / f(scale)) + f(zp), f(qlo), f(qhi))
+
+
+@SETTINGS
+@given(case=conv_cases(max_c=40), act=st.sampled_from(sorted(ACTS)), with_res=st.booleans(), signed=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_conv_f32_quant_epilogue_is_the_fp32_output_quantized(case, act, with_res, signed, seed):
+    """Bit for bit: the quantizing epilogue (in registers for full 16-channel panels, NumPy-level for the
+    rest) equals quantizing the fp32 conv's own output, residual and activation included."""
+    rng = np.random.default_rng(seed)
+    kh, kw = case["kernel"]
+    x = nhwc(rng.standard_normal((case["n"], case["c"], case["h"], case["w"])).astype(np.float32))
+    w = packing.pack_conv_f32(rng.standard_normal((case["oc"], case["c"] // case["groups"], kh, kw))
+                              .astype(np.float32), case["groups"]).data
+    b = rng.standard_normal(case["oc"]).astype(np.float32)
+    res = rng.standard_normal(out_shape(case)).astype(np.float32)
+    lo, hi = ACTS[act]
+    dtype, (qlo, qhi) = (np.int8, (-128, 127)) if signed else (np.uint8, (0, 255))
+    scale, zp = float(f32(rng.uniform(0.005, 0.05))), (0 if signed else int(rng.integers(0, 256)))
+    y = np.empty(out_shape(case), np.float32)
+    conv_f32.conv2d_f32(x, w, b, res, y, *geometry(case), lo, hi, with_res)
+    out = np.empty(out_shape(case), dtype)
+    conv_f32.conv2d_f32_quant(x, w, b, res, out, *geometry(case), lo, hi, with_res, scale, zp, qlo, qhi)
+    np.testing.assert_array_equal(out, quantize_f32(y, scale, zp, qlo, qhi).astype(dtype))
+
+
+@SETTINGS
+@given(case=conv_cases(depthwise_only=True), act=st.sampled_from(sorted(ACTS)), with_res=st.booleans(),
+       signed=st.booleans(), seed=st.integers(0, 2**31))
+def test_depthwise_f32_quant_epilogue_is_the_fp32_output_quantized(case, act, with_res, signed, seed):
+    """As for convs: interior rows in the register kernel, borders per pixel, both bit for bit."""
+    rng = np.random.default_rng(seed)
+    kh, kw = case["kernel"]
+    x = nhwc(rng.standard_normal((case["n"], case["c"], case["h"], case["w"])).astype(np.float32))
+    w = packing.pack_depthwise_f32(rng.standard_normal((case["c"], 1, kh, kw)).astype(np.float32)).data
+    b = rng.standard_normal(case["c"]).astype(np.float32)
+    res = rng.standard_normal(out_shape(case)).astype(np.float32)
+    lo, hi = ACTS[act]
+    dtype, (qlo, qhi) = (np.int8, (-128, 127)) if signed else (np.uint8, (0, 255))
+    scale, zp = float(f32(rng.uniform(0.005, 0.05))), (0 if signed else int(rng.integers(0, 256)))
+    _, _, sh, sw, pt, pl, dh, dw = geometry(case)
+    y = np.empty(out_shape(case), np.float32)
+    depthwise.depthwise_f32(x, w, b, res, y, sh, sw, pt, pl, dh, dw, lo, hi, with_res)
+    out = np.empty(out_shape(case), dtype)
+    depthwise.depthwise_f32_quant(x, w, b, res, out, sh, sw, pt, pl, dh, dw, lo, hi, with_res, scale, zp, qlo, qhi)
+    np.testing.assert_array_equal(out, quantize_f32(y, scale, zp, qlo, qhi).astype(dtype))
+
+
 # -- depthwise -----------------------------------------------------------------------------
 @SETTINGS
 @given(case=conv_cases(depthwise_only=True), act=st.sampled_from(sorted(ACTS)), with_res=st.booleans(),

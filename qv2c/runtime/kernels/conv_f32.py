@@ -17,10 +17,11 @@ Loop nest:
                                                                                     # one call per panel
 
 The micro-kernel keeps a 6 x 16 accumulator tile in registers over all taps and channels
-and applies bias, residual and clamp before its single store.  The weight panel (K x 16
-floats) is reused by every block of the tile while it sits in L1/L2.  A partial last
-panel (OC not a multiple of 16) and quantized outputs go through a scratch tile and the
-NumPy-level epilogues of `epilogue.py`.  Depthwise convs use `depthwise.py`.
+and applies bias, residual and clamp (and, at an fp32 -> int8 boundary, the quantize)
+before its single store.  The weight panel (K x 16 floats) is reused by every block of
+the tile while it sits in L1/L2.  A partial last panel (OC not a multiple of 16) goes
+through a scratch tile and the NumPy-level epilogues of `epilogue.py`.  Depthwise convs
+use `depthwise.py`.
 
 Epilogue: y = clamp(acc + bias (+ residual), lo, hi); with a u8/i8 `out` the value is
 then quantized (QuantizeLinear arithmetic) for an fp32 -> int8 precision boundary.
@@ -43,7 +44,7 @@ from qv2c.runtime.kernels.convplan import (
 )
 from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
 from qv2c.runtime.kernels.indirect import pad_nhwc, pixel_offsets
-from qv2c.runtime.kernels.microkernel import PANEL, mk_f32_act, mk_f32_raw
+from qv2c.runtime.kernels.microkernel import PANEL, mk_f32_act, mk_f32_quant, mk_f32_raw
 from qv2c.runtime.kernels.tiling import FP32_CONV_PARALLEL_MIN_OPS, pad_in_parallel
 
 F32Epilogue = namedtuple("F32Epilogue", "lo32 hi32 has_res quant lo hi q_scale q_zp q_lo q_hi")
@@ -61,7 +62,11 @@ def _task(task, plan, ep, groups, xpf, tapoff, wf, bias, resf, outf):
         c0 = g * plan.ocg + pan * PANEL
         nc = min(PANEL, plan.ocg - pan * PANEL)
         b_off = (g * plan.npan + pan) * plan.kpad * PANEL
-        if nc == PANEL and not ep.quant:
+        if nc == PANEL and ep.quant:
+            mk_f32_quant(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off, outf, p0 * oc + c0, oc, bias, c0,
+                         resf, ep.has_res, ep.lo32, ep.hi32, ep.q_scale, ep.q_zp, ep.q_lo, ep.q_hi)
+            continue
+        if nc == PANEL:
             mk_f32_act(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off,
                        outf, p0 * oc + c0, oc, bias, c0, resf, ep.has_res, ep.lo32, ep.hi32)
             continue

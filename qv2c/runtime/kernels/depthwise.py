@@ -45,7 +45,7 @@ from qv2c.runtime.kernels.i8_epilogue import (
     store_block,
 )
 from qv2c.runtime.kernels.indirect import tap_offsets
-from qv2c.runtime.kernels.microkernel import dw_f32_act_8, dw_f32_act_16
+from qv2c.runtime.kernels.microkernel import dw_f32_act_8, dw_f32_act_16, dw_f32_quant_8, dw_f32_quant_16
 from qv2c.runtime.kernels.tiling import run_parallel
 
 
@@ -148,16 +148,25 @@ def _row_f32(row, q, ep, xf, tapoff, wf, bias, resf, outf):
     y = row - b * q.oh
     c = q.c
     iy0 = y * q.sh - q.pt
-    fast = iy0 >= 0 and iy0 + (q.kh - 1) * q.dh <= q.h - 1 and q.xb > q.xa and not ep.quant
+    fast = iy0 >= 0 and iy0 + (q.kh - 1) * q.dh <= q.h - 1 and q.xb > q.xa
     if fast:
         x0 = ((b * q.h + iy0) * q.wd + q.xa * q.sw - q.pl) * c
         o0 = (row * q.ow + q.xa) * c
+        npx, ntaps, xstep = q.xb - q.xa, q.kh * q.kw, q.sw * c
         for c0 in range(0, q.c16, 16):
-            dw_f32_act_16(q.xb - q.xa, xf, x0 + c0, q.sw * c, tapoff, q.kh * q.kw, wf, c0, c,
-                          outf, o0 + c0, c, bias, c0, resf, ep.has_res, ep.lo32, ep.hi32)
+            if ep.quant:
+                dw_f32_quant_16(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c, outf, o0 + c0, c, bias, c0, resf,
+                                ep.has_res, ep.lo32, ep.hi32, ep.q_scale, ep.q_zp, ep.q_lo, ep.q_hi)
+            else:
+                dw_f32_act_16(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
+                              outf, o0 + c0, c, bias, c0, resf, ep.has_res, ep.lo32, ep.hi32)
         if q.c8 > q.c16:
-            dw_f32_act_8(q.xb - q.xa, xf, x0 + q.c16, q.sw * c, tapoff, q.kh * q.kw, wf, q.c16, c,
-                         outf, o0 + q.c16, c, bias, q.c16, resf, ep.has_res, ep.lo32, ep.hi32)
+            if ep.quant:
+                dw_f32_quant_8(npx, xf, x0 + q.c16, xstep, tapoff, ntaps, wf, q.c16, c, outf, o0 + q.c16, c, bias,
+                               q.c16, resf, ep.has_res, ep.lo32, ep.hi32, ep.q_scale, ep.q_zp, ep.q_lo, ep.q_hi)
+            else:
+                dw_f32_act_8(npx, xf, x0 + q.c16, xstep, tapoff, ntaps, wf, q.c16, c,
+                             outf, o0 + q.c16, c, bias, q.c16, resf, ep.has_res, ep.lo32, ep.hi32)
     acc = np.empty(c, np.float32)
     for xo in range(q.ow):
         ca = q.c8 if fast and q.xa <= xo < q.xb else 0

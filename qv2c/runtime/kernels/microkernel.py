@@ -38,6 +38,7 @@ stride `ldo`; rows r >= nvalid are computed but not stored):
 
     raw          C[r, j] = acc                                   (fp32 or int32 scratch)
     f32          out = clamp(acc + bias (+ res), lo, hi)          fp32
+    f32_quant    q = clamp(rint(f32 out / q_scale) + q_zp, q_lo, q_hi)   u8/i8 (fp32 -> int8 boundary)
     requant      out = rint(clamp(f32(acc + b) * M, tlo, thi)) + zy            u8/i8
                  (int32 shifts in place of M: the integer shift of `quant_math.requantize_shift`)
     requant_add  q1 = rint(clamp(f32(acc + b) * M, tlo1, thi1));
@@ -93,6 +94,9 @@ _EPILOGUE_ARGS = {
     "raw": (("c", "arr"), ("c_off", "int"), ("ldc", "int")),
     "f32": (("out", "arr"), ("o_off", "int"), ("ldo", "int"), ("bias", "arr"), ("ch_off", "int"),
             ("res", "arr"), ("has_res", "bool"), ("lo", "f32"), ("hi", "f32")),
+    "f32_quant": (("out", "arr"), ("o_off", "int"), ("ldo", "int"), ("bias", "arr"), ("ch_off", "int"),
+                  ("res", "arr"), ("has_res", "bool"), ("lo", "f32"), ("hi", "f32"), ("q_scale", "f32"),
+                  ("q_zp", "f32"), ("q_lo", "f32"), ("q_hi", "f32")),
     "requant": (("out", "arr"), ("o_off", "int"), ("ldo", "int"), ("bias", "arr"), ("mult", "arr"),
                 ("ch_off", "int"), ("tlo", "f32"), ("thi", "f32"), ("zy", "f32")),
     "requant_add": (("out", "arr"), ("o_off", "int"), ("ldo", "int"), ("bias", "arr"), ("mult", "arr"),
@@ -113,7 +117,7 @@ _KIND_TYPE = {"int": types.intp, "f32": types.float32, "bool": types.boolean}
 
 #: element types of the per-channel epilogue arrays (the IR loads them as 8-lane vectors)
 #: (`mult` is float32 multipliers, or int32 shifts for "shift" requantization)
-_CHANNEL_DTYPES = {"f32": {"bias": (types.float32,)},
+_CHANNEL_DTYPES = {"f32": {"bias": (types.float32,)}, "f32_quant": {"bias": (types.float32,)},
                    "requant": {"bias": (types.int32,), "mult": (types.float32, types.int32)},
                    "requant_add": {"bias": (types.int32,), "mult": (types.float32, types.int32)},
                    "dequant": {"bias": (types.int32,), "scale": (types.float32,), "fbias": (types.float32,)},
@@ -308,8 +312,12 @@ def _epilogue_raw(builder, kind, acc, args):
             _vstore(builder, v, builder.gep(base, [_c64(8 * j)]), 4)
 
 
-def _epilogue_f32(builder, kind, acc, args):
+def _epilogue_f32(builder, kind, acc, args, quant=False):
+    """clamp(acc + bias (+ res), lo, hi) stored as fp32, or with `quant` (the "f32_quant" epilogue at an
+    fp32 -> int8 boundary) then QuantizeLinear into the int8 output as `epilogue.store_f32_quant` does."""
     bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
+    if quant:
+        scale, zp = _splat(builder, _VF, args["q_scale"]), _splat(builder, _VF, args["q_zp"])
 
     def emit(with_res):
         def row_fn(r, off):
@@ -318,8 +326,13 @@ def _epilogue_f32(builder, kind, acc, args):
                 if with_res:
                     v = builder.fadd(v, _vload(builder, builder.gep(args["res"], [builder.add(off, _c64(8 * j))]),
                                                _VF, 4))
-                _vstore(builder, _clamp(builder, v, args["lo"], args["hi"]),
-                        builder.gep(args["out"], [builder.add(off, _c64(8 * j))]), 4)
+                v = _clamp(builder, v, args["lo"], args["hi"])
+                dst = builder.gep(args["out"], [builder.add(off, _c64(8 * j))])
+                if quant:
+                    q = builder.fadd(_rint(builder, builder.fdiv(v, scale)), zp)
+                    _store_ints(builder, _clamp(builder, q, args["q_lo"], args["q_hi"]), dst, args["out.dtype"])
+                else:
+                    _vstore(builder, v, dst, 4)
         _for_rows(builder, len(acc), args, row_fn)
 
     with builder.if_else(args["has_res"]) as (then, otherwise):
@@ -327,6 +340,10 @@ def _epilogue_f32(builder, kind, acc, args):
             emit(True)
         with otherwise:
             emit(False)
+
+
+def _epilogue_f32_quant(builder, kind, acc, args):
+    _epilogue_f32(builder, kind, acc, args, quant=True)
 
 
 def _requant_factors(builder, args, j):
@@ -436,7 +453,7 @@ def _epilogue_dequant(builder, kind, acc, args):
             emit(False)
 
 
-_EPILOGUES = {"raw": _epilogue_raw, "f32": _epilogue_f32, "requant": _epilogue_requant,
+_EPILOGUES = {"raw": _epilogue_raw, "f32": _epilogue_f32, "f32_quant": _epilogue_f32_quant, "requant": _epilogue_requant,
               "requant_add": _epilogue_requant_add, "dequant": _epilogue_dequant}
 
 
@@ -505,6 +522,7 @@ def _make(kind: str, epilogue: str):
 # are _ACC_ARGS followed by the epilogue's _EPILOGUE_ARGS.
 mk_f32_raw = _make("f32", "raw")
 mk_f32_act = _make("f32", "f32")
+mk_f32_quant = _make("f32", "f32_quant")
 mk_s16_raw = _make("s16", "raw")
 mk_s16_requant = _make("s16", "requant")
 mk_s16_requant_add = _make("s16", "requant_add")
@@ -615,6 +633,7 @@ def _make_dw(kind: str, nvec: int, epilogue: str):
 
 # Depthwise kernels for 16 and 8 channels (argument lists: _DW_ARGS + the epilogue's).
 dw_f32_act_16, dw_f32_act_8 = _make_dw("f32", 2, "f32"), _make_dw("f32", 1, "f32")
+dw_f32_quant_16, dw_f32_quant_8 = _make_dw("f32", 2, "f32_quant"), _make_dw("f32", 1, "f32_quant")
 dw_i8_requant_16, dw_i8_requant_8 = _make_dw("i8", 2, "requant"), _make_dw("i8", 1, "requant")
 dw_i8_requant_add_16, dw_i8_requant_add_8 = _make_dw("i8", 2, "requant_add"), _make_dw("i8", 1, "requant_add")
 dw_i8_dequant_16, dw_i8_dequant_8 = _make_dw("i8", 2, "dequant"), _make_dw("i8", 1, "dequant")
