@@ -87,11 +87,11 @@ def test_fp32_net_lowers_to_fused_kernels(calibrated_net):
 
 def test_int8_net_lowers_to_integer_kernels(calibrated_net):
     """All int8: one quantize at the input, requantizing convs, the residual as conv+qadd in one kernel,
-    int8 pooling and concat; the FC requantizes and dequantizes exactly in its epilogue (or, with exact=False,
-    dequantizes its accumulators without the int8 rounding)."""
+    int8 pooling and concat; the FC requantizes and one pass dequantizes exactly (or, with exact=False,
+    its kernel dequantizes in the epilogue)."""
     p = lower(realized(calibrated_net))
     c = calls(p)
-    assert c[:2] == ["nchw_to_nhwc", "quantize_flat"] and c[-1] == "gemm_i8_requant_dequant"
+    assert c[:2] == ["nchw_to_nhwc", "quantize_flat"] and c[-2:] == ["gemm_i8", "dequantize_epilogue_flat"]
     assert calls(lower(realized(calibrated_net), exact=False))[-1] == "gemm_i8_dequant"
     assert "conv2d_i8_add" in c and "qglobal_avgpool_nhwc" in c and "maxpool_nhwc" in c
     assert not {"dequantize_flat", "qadd_flat", "conv2d_f32"} & set(c)
@@ -104,7 +104,7 @@ def test_mixed_boundaries(calibrated_net):
     fc fp32: the int8 island ends with a dequantize kernel after the int8 global pool."""
     assert calls(lower(realized(calibrated_net, {"conv2", "conv3", "fc"}))) == [
         "nchw_to_nhwc", "conv2d_f32", "maxpool_nhwc", "quantize_flat", "conv2d_i8", "conv2d_i8_add",
-        "concat_part", "concat_part", "qglobal_avgpool_nhwc", "gemm_i8_requant_dequant"]
+        "concat_part", "concat_part", "qglobal_avgpool_nhwc", "gemm_i8", "dequantize_epilogue_flat"]
     assert calls(lower(realized(calibrated_net, {"conv1", "conv2", "conv3"})))[-2:] == ["dequantize_flat", "gemm_f32"]
 
 
@@ -121,8 +121,7 @@ def test_shift_requantization_runs_the_int8_kernels_with_shifts(calibrated_net):
     p = lower(realized(calibrated_net, scheme=QuantScheme(scale_kind="power-of-2")))
     assert "run_reference" not in calls(p)
     assert calls(p) == calls(lower(realized(calibrated_net)))
-    int8_calls = [dict(k.args) for k in p.kernels
-                  if k.function in ("conv2d_i8", "conv2d_i8_add", "gemm_i8_requant_dequant")]
+    int8_calls = [dict(k.args) for k in p.kernels if k.function in ("conv2d_i8", "conv2d_i8_add", "gemm_i8")]
     assert len(int8_calls) == 4
     for args in int8_calls:
         shifts = p.consts[args["mult"].id].data

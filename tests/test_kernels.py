@@ -208,38 +208,6 @@ def test_conv_i8_residual_add_is_qconv_then_qadd(case, seed):
     np.testing.assert_array_equal(out, want)
 
 
-@SETTINGS
-@given(case=st.one_of(conv_cases(max_c=40), conv_cases(depthwise_only=True)), with_res=st.booleans(),
-       shift=st.booleans(), seed=st.integers(0, 2**31))
-def test_conv_i8_requant_dequant_is_requantize_then_dequantize(case, with_res, shift, seed):
-    """The exact int8 -> fp32 boundary in one kernel: bit for bit `conv2d_i8` into the int8 grid, then the
-    reference dequantize, residual add and clamp (float or power-of-2 multipliers; depthwise included)."""
-    rng = np.random.default_rng(seed)
-    x, w, zx = int8_data(rng, case, signed_x=False)
-    bias = rng.integers(-20000, 20000, case["oc"]).astype(np.int32)
-    mult = (rng.integers(7, 14, case["oc"]).astype(np.int32) if shift
-            else rng.uniform(1e-4, 1e-2, case["oc"]).astype(np.float32))
-    zy, s = int(rng.integers(0, 256)), float(f32(rng.uniform(0.01, 0.1)))
-    lo, hi = (zy, 255) if rng.integers(2) else (0, 255)  # the anchor's relu, or none
-    flo, fhi = (0.0, np.inf) if rng.integers(2) else (-np.inf, np.inf)  # a relu after the add, or none
-    res = rng.standard_normal(out_shape(case)).astype(np.float32)
-    is_depthwise = case["groups"] == case["c"] == case["oc"]
-    packed = (packing.pack_depthwise_i8(w) if is_depthwise else packing.pack_conv_i8(w, case["groups"])).data
-    q = np.empty(out_shape(case), np.uint8)
-    out = np.empty(out_shape(case), np.float32)
-    if is_depthwise:
-        geo = geometry(case)[2:]
-        depthwise.depthwise_i8(nhwc(x), zx, packed, bias, q, *geo, mult, zy, lo, hi)
-        depthwise.depthwise_i8_requant_dequant(nhwc(x), zx, packed, bias, out, *geo, mult, zy, lo, hi, s, res,
-                                               with_res, flo, fhi)
-    else:
-        conv_i8.conv2d_i8(nhwc(x), zx, packed, bias, q, *geometry(case), mult, zy, lo, hi)
-        conv_i8.conv2d_i8_requant_dequant(nhwc(x), zx, packed, bias, out, *geometry(case), mult, zy, lo, hi, s, res,
-                                          with_res, flo, fhi)
-    want = dequantize(q, qp(s, zy)) + (res if with_res else np.float32(0))
-    np.testing.assert_array_equal(out, np.clip(want, np.float32(flo), np.float32(fhi)))
-
-
 @FEW
 @given(case=conv_cases(), with_res=st.booleans(), seed=st.integers(0, 2**31))
 def test_conv_i8_dequant_epilogue(case, with_res, seed):

@@ -20,11 +20,11 @@ view is a `BufferSpec` view of another buffer, not a copy.
 
 Numerics: integer outputs are bit-exact with the reference interpreter, and so is
 every fp32 value computed from integers.  An int8 group ending in a dequantize
-(`qv.qconv+qv.dequantize[+qv.add][+qv.relu|qv.clip]`) runs by default as one int8
-kernel (`*_i8_requant_dequant`) whose epilogue requantizes into the anchor's own int8
-grid and then dequantizes, adds and clamps in registers: exactly the IR, whose logits
-are rounded to that grid (a top-1 computed from them must not depend on how ties
-break).  With `exact=False` the kernel's dequantize epilogue computes fp32
+(`qv.qconv+qv.dequantize[+qv.add][+qv.relu|qv.clip]`) runs by default as the int8
+kernel requantizing into its own int8 grid, then one elementwise pass doing the
+dequantize, add and clamp (`ops_quant.dequantize_epilogue_flat`): exactly the IR,
+whose logits are rounded to that grid (a top-1 computed from them must not depend on
+how ties break).  With `exact=False` the kernel's dequantize epilogue computes fp32
 straight from the accumulator instead (see `passes/fuse.py`): one pass fewer, and
 without a residual its clamp includes the grid's range, so it differs from the IR
 only by the int8 rounding it skips.
@@ -366,6 +366,7 @@ class _Lowerer:
         s1, z1 = t1.quant.scale[0], t1.quant.zero_point[0]
         lo1, hi1 = activation_bounds(parts.anchor_act, t1.quant, t1.dtype)
         dequant = parts.boundary == "dequantize"
+        target = out
         if dequant and not self.exact:
             mode = "_dequant"
             scale = self.const(bias_scales(sx, sw_).astype(np.float32), f"{wname}.scale")
@@ -389,11 +390,8 @@ class _Lowerer:
             mode = ""
             mult = self.const(_requant_factors(a, requantize_multiplier(sx, sw_, s1)), f"{wname}.mult")
             tail = [("mult", mult), ("zy", z1), ("lo", lo1), ("hi", hi1)]
-            if dequant:  # exact: requantize into the anchor's int8 grid, then dequantize as the IR does (in registers)
-                mode = "_requant_dequant"
-                flo, fhi = parts.bounds
-                tail += [("s", s1), ("res", res if res is not None else out), ("has_res", res is not None),
-                         ("flo", float(flo)), ("fhi", float(fhi))]
+            if dequant:  # exact: requantize into the anchor's int8 grid, then dequantize as the IR does
+                target = self.new_buf(physical_shape(t1.shape), t1.dtype, f"{self.name(a.result)}.int8")
         if depthwise:
             kernel = "depthwise:depthwise_i8" + mode
         elif is_conv or mode == "_add":  # no gemm entry point adds a residual: FC as a 1x1 conv on [M, 1, 1, K]
@@ -401,14 +399,21 @@ class _Lowerer:
         else:
             kernel = "gemm:gemm_i8" + mode
         if kernel.startswith("gemm"):
-            self.emit(_K + kernel, [("a", x), ("za", zx)] + head[2:] + [("out", out)] + tail, [out])
+            self.emit(_K + kernel, [("a", x), ("za", zx)] + head[2:] + [("out", target)] + tail, [target])
         elif is_conv:
-            self.emit(_K + kernel, head + [("out", out)] + self._geometry(a, depthwise) + tail, [out])
+            self.emit(_K + kernel, head + [("out", target)] + self._geometry(a, depthwise) + tail, [target])
         else:
             tail = [(k, self._as_pixels(v) if k == "res" else v) for k, v in tail]
-            o4 = self._as_pixels(out)
+            o4 = self._as_pixels(target)
             self.emit(_K + kernel, [("x", self._as_pixels(x))] + head[1:] + [("out", o4)] + self._pointwise() + tail,
                       [o4])
+        if dequant and self.exact:
+            lo, hi = parts.bounds
+            size = parts.result_type.size
+            self.emit(_R + "ops_quant:dequantize_epilogue_flat",
+                      [("q", self.flat(target)), ("res", self.flat(res if res is not None else out)),
+                       ("out", self.flat(out)), ("scale", s1), ("zp", z1), ("has_res", res is not None),
+                       ("lo", float(lo)), ("hi", float(hi)), ("parallel", self.parallel(size))], [self.flat(out)])
 
     # -- fallback ---------------------------------------------------------------------------
     def fallback(self, op: Op) -> None:

@@ -6,6 +6,7 @@ between two int8 tensors...).  Each is bit-exact with `qv2c/ir/quant_math.py`:
 
     quantize:    q = clip(rint(f32(x) / s) + zp, qlo, qhi)              (IEEE division, not * 1/s)
     dequantize:  y = f32(int32(q) - zp) * s
+    dequantize_epilogue: y = min(max(f32(int32(q) - zp) * s (+ r), lo), hi)   (dequantize, add, relu/clip)
     requantize:  y = rint(clamp(f32(int32(x) - zx) * M, qlo - zy, qhi - zy)) + zy
     qadd:        y = clip(rint((f32(a - za) * sa + f32(b - zb) * sb) / sy) + zy, lo, hi)
 
@@ -82,6 +83,28 @@ def dequantize_axis(q, out, scales, zps):
             z = np.int32(zps[ch])
             for i in range(q.shape[2]):
                 out[o, ch, i] = np.float32(np.int32(q[o, ch, i]) - z) * s
+
+
+@njit(cache=True)
+def _dequantize_epilogue_range(q, res, out, s, z, has_res, lo, hi, start, stop):
+    for i in range(start, stop):
+        v = np.float32(np.int32(q[i]) - z) * s
+        if has_res:
+            v = v + res[i]
+        out[i] = min(max(v, lo), hi)
+
+
+@njit(parallel=True, cache=True)
+def dequantize_epilogue_flat(q, res, out, scale, zp, has_res, lo, hi, parallel):
+    """fp32 out = clamp(dequantize(q) (+ res), lo, hi): the tail of an int8 conv/GEMM group that ends
+    in `qv.dequantize [qv.add] [qv.relu | qv.clip]`, each step rounded as the reference rounds it."""
+    s, z, lo32, hi32 = np.float32(scale), np.int32(zp), np.float32(lo), np.float32(hi)
+    n = q.size
+    if parallel:
+        for t in prange((n + CHUNK - 1) // CHUNK):
+            _dequantize_epilogue_range(q, res, out, s, z, has_res, lo32, hi32, t * CHUNK, min(n, (t + 1) * CHUNK))
+    else:
+        _dequantize_epilogue_range(q, res, out, s, z, has_res, lo32, hi32, 0, n)
 
 
 @njit(cache=True)

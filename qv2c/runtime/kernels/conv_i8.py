@@ -47,7 +47,6 @@ from qv2c.runtime.kernels.i8_epilogue import (
     dequant_params,
     panel_kernel,
     requant_add_params,
-    requant_dequant_params,
     requant_params,
     store_block,
 )
@@ -132,16 +131,6 @@ def conv2d_i8_add(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult, z1,
     """
     conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
                  requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res)
-
-
-@njit(cache=True)
-def conv2d_i8_requant_dequant(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult, zy, lo, hi, s, res, has_res,
-                              flo, fhi):
-    """fp32 NHWC `out` = clamp(dequantize(q) (+ res), flo, fhi), q = `conv2d_i8`'s u8/i8 result (grid zy, [lo, hi],
-    scale s): the exact int8 -> fp32 boundary, bit-identical to `conv2d_i8` followed by the reference
-    `qv.dequantize` (`quant_math.dequantize`), `qv.add` and clamp, each rounded to float32."""
-    conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
-                 requant_dequant_params(zy, lo, hi, s, has_res, flo, fhi), mult, mult, res)
 
 
 @njit(cache=True)

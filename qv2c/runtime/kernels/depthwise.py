@@ -41,7 +41,6 @@ from qv2c.runtime.kernels.i8_epilogue import (
     dequant_params,
     dw_kernel,
     requant_add_params,
-    requant_dequant_params,
     requant_params,
     store_block,
 )
@@ -284,14 +283,6 @@ def depthwise_i8_add(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, z1, lo1,
     """Depthwise counterpart of `conv_i8.conv2d_i8_add` (requantize, then `qv.qadd` of an int8 residual)."""
     depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
                       requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res)
-
-
-@njit(cache=True)
-def depthwise_i8_requant_dequant(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, zy, lo, hi, s, res, has_res, flo,
-                                 fhi):
-    """Depthwise counterpart of `conv_i8.conv2d_i8_requant_dequant` (exact int8 -> fp32 boundary)."""
-    depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
-                      requant_dequant_params(zy, lo, hi, s, has_res, flo, fhi), mult, mult, res)
 
 
 @njit(cache=True)

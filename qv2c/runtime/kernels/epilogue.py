@@ -103,20 +103,19 @@ def store_f32_quant(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, res, has_res,
 
 
 @njit(cache=True)
-def _requant_levels(a, b, m, tlo, thi, level):
-    """level[j] = requantized(a[j] + b[j], m[j]) for one row of a block (the level minus the zero point)."""
-    for j in range(level.size):
-        level[j] = requantized(np.int32(a[j] + b[j]), m[j], tlo, thi)
-
-
-@njit(cache=True)
 def store_requant(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, mult, zy, lo, hi):
     """out = rint(clamp(f32(acc + bias) * mult, lo - zy, hi - zy)) + zy (u8/i8 output); int32 `mult`: shifts."""
-    level = np.empty(nc, np.float32)
+    tlo = np.float32(lo - zy)
+    thi = np.float32(hi - zy)
+    z = np.float32(zy)
+    b = bias[c0:c0 + nc]
+    m = mult[c0:c0 + nc]
     for r in range(rows):
         o = (p0 + r) * ldo + c0
-        _requant_levels(acc[r * acc_ld:], bias[c0:], mult[c0:], np.float32(lo - zy), np.float32(hi - zy), level)
-        out[o:o + nc] = level + np.float32(zy)
+        dst = out[o:o + nc]
+        a = acc[r * acc_ld:r * acc_ld + nc]
+        for j in range(nc):
+            dst[j] = requantized(np.int32(a[j] + b[j]), m[j], tlo, thi) + z
 
 
 @njit(cache=True)
@@ -146,28 +145,6 @@ def store_requant_add(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, mult, z1, l
 
 
 @njit(cache=True)
-def store_requant_dequant(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, mult, zy, lo, hi, s, res, has_res, flo, fhi):
-    """out = clamp(R * s (+ res), flo, fhi) in fp32, R = the requantized level minus zy (as `store_requant`):
-    exactly `store_requant` into u8/i8 followed by dequantize (+ add, clamp) as the reference rounds them."""
-    level = np.empty(nc, np.float32)
-    for r in range(rows):
-        o = (p0 + r) * ldo + c0
-        _requant_levels(acc[r * acc_ld:], bias[c0:], mult[c0:], np.float32(lo - zy), np.float32(hi - zy), level)
-        _store_f32_row(level * np.float32(s), res[o:o + nc] if has_res else res[0:0], has_res, np.float32(flo),
-                       np.float32(fhi), out[o:o + nc])
-
-
-@njit(cache=True)
-def _store_f32_row(v, rs, has_res, lo32, hi32, dst):
-    """dst = min(max(v (+ rs), lo32), hi32) elementwise, each step rounded to float32."""
-    for j in range(dst.size):
-        x = v[j]
-        if has_res:
-            x = x + rs[j]
-        dst[j] = min(max(x, lo32), hi32)
-
-
-@njit(cache=True)
 def store_dequant(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, scale, fbias, res, has_res, lo, hi):
     """out = clamp(f32(acc + bias) * scale + fbias (+ res), lo, hi) (fp32 output from int32 accumulators)."""
     lo32 = np.float32(lo)
@@ -175,10 +152,13 @@ def store_dequant(acc, acc_ld, rows, nc, out, p0, ldo, c0, bias, scale, fbias, r
     b = bias[c0:c0 + nc]
     sc = scale[c0:c0 + nc]
     fb = fbias[c0:c0 + nc]
-    v = np.empty(nc, np.float32)
     for r in range(rows):
         o = (p0 + r) * ldo + c0
+        dst = out[o:o + nc]
         a = acc[r * acc_ld:r * acc_ld + nc]
+        rs = res[o:o + nc] if has_res else res[0:0]
         for j in range(nc):
-            v[j] = np.float32(np.int32(a[j] + b[j])) * sc[j] + fb[j]
-        _store_f32_row(v, res[o:o + nc] if has_res else res[0:0], has_res, lo32, hi32, out[o:o + nc])
+            v = np.float32(np.int32(a[j] + b[j])) * sc[j] + fb[j]
+            if has_res:
+                v = v + rs[j]
+            dst[j] = min(max(v, lo32), hi32)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from numba import njit
 
 from qv2c.runtime.kernels.conv_f32 import conv2d_f32
-from qv2c.runtime.kernels.conv_i8 import conv2d_i8, conv2d_i8_dequant, conv2d_i8_requant_dequant
+from qv2c.runtime.kernels.conv_i8 import conv2d_i8, conv2d_i8_dequant
 
 
 @njit(cache=True)
@@ -48,13 +48,6 @@ def gemm_f32(a, w, bias, res, out, lo, hi, has_res):
 def gemm_i8(a, za, w, bias, out, mult, zy, lo, hi):
     """out[M, N] (u8/i8) = clip(rint(f32(sum_k (a - za) * W + bias) * mult[n]) + zy, lo, hi)."""
     conv2d_i8(_as_pixels(a), za, w, bias, _as_pixels(out), *_pointwise(a), mult, zy, lo, hi)
-
-
-@njit(cache=True)
-def gemm_i8_requant_dequant(a, za, w, bias, out, mult, zy, lo, hi, s, res, has_res, flo, fhi):
-    """out[M, N] fp32 = clamp(dequantize(`gemm_i8`'s u8/i8 result) (+ res), flo, fhi), in one pass."""
-    conv2d_i8_requant_dequant(_as_pixels(a), za, w, bias, _as_pixels(out), *_pointwise(a), mult, zy, lo, hi, s,
-                              _as_pixels(res), has_res, flo, fhi)
 
 
 @njit(cache=True)

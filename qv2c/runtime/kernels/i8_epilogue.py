@@ -1,18 +1,16 @@
 """The int8 epilogues as types: each kernel specialisation compiles only the one it uses.
 
-An int8 conv, depthwise conv or GEMM ends every accumulator block with one of four
+An int8 conv, depthwise conv or GEMM ends every accumulator block with one of three
 epilogues (`epilogue.py` at NumPy level, `microkernel.py` in registers):
 
-    Requant         requantize into u8/i8                          (`conv2d_i8`, `depthwise_i8`, `gemm_i8`)
-    RequantAdd      requantize, then `qv.qadd` of an int8 residual (`*_i8_add`)
-    RequantDequant  requantize, then dequantize to fp32 (+ residual, clamp): the exact int8 -> fp32
-                    boundary, as the IR rounds it                  (`*_i8_requant_dequant`)
-    Dequant         dequantize straight to fp32                    (`*_i8_dequant`)
+    Requant      requantize into u8/i8                          (`conv2d_i8`, `depthwise_i8`, `gemm_i8`)
+    RequantAdd   requantize, then `qv.qadd` of an int8 residual (`*_i8_add`)
+    Dequant      dequantize straight to fp32                    (`*_i8_dequant`)
 
 A driver receives its epilogue's scalar parameters as one of the named tuples below.  The
 tuple's class is part of its Numba type, and the functions here are `@overload`s that pick
 the micro-kernel and the NumPy-level store of that class while compiling.  So a driver
-specialisation holds one epilogue.  (Before, every driver compiled all of them and chose at
+specialisation holds one epilogue.  (Before, every driver compiled all three and chose at
 run time by an integer mode: about 5 s of cold JIT per entry point for code never run, and
 every epilogue had to type-check with every other's arguments.)
 
@@ -32,7 +30,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from qv2c.runtime.kernels.epilogue import store_dequant, store_requant, store_requant_add, store_requant_dequant
+from qv2c.runtime.kernels.epilogue import store_dequant, store_requant, store_requant_add
 from qv2c.runtime.kernels.microkernel import (
     dw_i8_dequant_8,
     dw_i8_dequant_16,
@@ -40,12 +38,9 @@ from qv2c.runtime.kernels.microkernel import (
     dw_i8_requant_16,
     dw_i8_requant_add_8,
     dw_i8_requant_add_16,
-    dw_i8_requant_dequant_8,
-    dw_i8_requant_dequant_16,
     mk_s16_dequant,
     mk_s16_requant,
     mk_s16_requant_add,
-    mk_s16_requant_dequant,
 )
 
 #: y = requantize(acc) + zy in [lo, hi]; tlo/thi = lo - zy, hi - zy as float32 (see `epilogue.store_requant`)
@@ -53,8 +48,6 @@ Requant = namedtuple("Requant", "tlo thi zy lo hi has_res")
 #: requantize into an intermediate grid (z1, [lo1, hi1], scale s1), then `qv.qadd` with the residual
 #: (zr, sr) into the output (sy, zy, [lo, hi]); tlo/thi = lo1 - z1, hi1 - z1 as float32
 RequantAdd = namedtuple("RequantAdd", "tlo thi z1 lo1 hi1 zr sr s1 sy zy lo hi has_res")
-#: y = clamp(R * s (+ res), flo, fhi) in fp32, R = the `Requant` level minus zy (tlo/thi, lo/hi as there)
-RequantDequant = namedtuple("RequantDequant", "tlo thi zy lo hi s flo fhi has_res")
 #: y = clamp(f32(acc) * scale + fbias (+ res), lo, hi) in fp32
 Dequant = namedtuple("Dequant", "lo hi has_res")
 
@@ -73,13 +66,6 @@ def requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi):
 
 
 @njit(cache=True)
-def requant_dequant_params(zy, lo, hi, s, has_res, flo, fhi):
-    """The `RequantDequant` parameters: the int8 grid (zy, [lo, hi]) and its scale s, then the fp32 clamp."""
-    return RequantDequant(np.float32(lo - zy), np.float32(hi - zy), zy, float(lo), float(hi), s, float(flo),
-                          float(fhi), has_res)
-
-
-@njit(cache=True)
 def dequant_params(has_res, lo, hi):
     """The `Dequant` parameters: fp32 clamp [lo, hi], with or without a residual."""
     return Dequant(float(lo), float(hi), has_res)
@@ -88,7 +74,7 @@ def dequant_params(has_res, lo, hi):
 def _kind(ep) -> type:
     """The epilogue class of a Numba named-tuple type."""
     cls = getattr(ep, "instance_class", None)
-    if cls not in (Requant, RequantAdd, RequantDequant, Dequant):
+    if cls not in (Requant, RequantAdd, Dequant):
         raise TypeError(f"not an int8 epilogue: {ep}")
     return cls
 
@@ -124,12 +110,6 @@ def _panel_kernel(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off
             mk_s16_requant_add(nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, c0,
                                ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
         return requant_add
-    if kind is RequantDequant:
-        def requant_dequant(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias,
-                            resf, c0):
-            mk_s16_requant_dequant(nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, c0,
-                                   ep.tlo, ep.thi, ep.s, resf, ep.has_res, ep.flo, ep.fhi)
-        return requant_dequant
 
     def dequant(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf, c0):
         mk_s16_dequant(nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, c0,
@@ -149,11 +129,6 @@ def _store_block(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias
             store_requant_add(acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, ep.z1, ep.lo1, ep.hi1,
                               resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
         return requant_add
-    if kind is RequantDequant:
-        def requant_dequant(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf):
-            store_requant_dequant(acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, ep.zy, ep.lo, ep.hi, ep.s,
-                                  resf, ep.has_res, ep.flo, ep.fhi)
-        return requant_dequant
 
     def dequant(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf):
         store_dequant(acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf, ep.has_res, ep.lo, ep.hi)
@@ -183,14 +158,6 @@ def _dw_kernel(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep,
             mk_add(npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, c0,
                    ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
         return requant_add
-    if kind is RequantDequant:
-        mk_rdq = dw_i8_requant_dequant_16 if wide else dw_i8_requant_dequant_8
-
-        def requant_dequant(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias,
-                            mult, fbias, resf, c0):
-            mk_rdq(npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, c0,
-                   ep.tlo, ep.thi, ep.s, resf, ep.has_res, ep.flo, ep.fhi)
-        return requant_dequant
     mk_dq = dw_i8_dequant_16 if wide else dw_i8_dequant_8
 
     def dequant(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult,

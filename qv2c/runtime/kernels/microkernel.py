@@ -43,8 +43,6 @@ stride `ldo`; rows r >= nvalid are computed but not stored):
                  (int32 shifts in place of M: the integer shift of `quant_math.requantize_shift`)
     requant_add  q1 = rint(clamp(f32(acc + b) * M, tlo1, thi1));
                  out = clamp(rint((q1 * s1 + (f32(res) - zr) * sr) / sy) + zy, qlo, qhi)
-    requant_dequant  out = clamp(R * s (+ res), lo, hi), R = rint(clamp(f32(acc + b) * M, tlo, thi))   fp32
-                 (the int8 result dequantized in registers: an exact int8 -> fp32 boundary)
     dequant      out = clamp(f32(acc + b) * S + fb (+ res), lo, hi)           fp32
 
 They are bit-identical to the NumPy-level definitions in `epilogue.py` (same float32
@@ -104,9 +102,6 @@ _EPILOGUE_ARGS = {
     "requant_add": (("out", "arr"), ("o_off", "int"), ("ldo", "int"), ("bias", "arr"), ("mult", "arr"),
                     ("ch_off", "int"), ("tlo", "f32"), ("thi", "f32"), ("res", "arr"), ("zr", "f32"),
                     ("sr", "f32"), ("s1", "f32"), ("sy", "f32"), ("zy", "f32"), ("qlo", "f32"), ("qhi", "f32")),
-    "requant_dequant": (("out", "arr"), ("o_off", "int"), ("ldo", "int"), ("bias", "arr"), ("mult", "arr"),
-                        ("ch_off", "int"), ("tlo", "f32"), ("thi", "f32"), ("s", "f32"), ("res", "arr"),
-                        ("has_res", "bool"), ("lo", "f32"), ("hi", "f32")),
     "dequant": (("out", "arr"), ("o_off", "int"), ("ldo", "int"), ("bias", "arr"), ("scale", "arr"),
                 ("fbias", "arr"), ("ch_off", "int"), ("res", "arr"), ("has_res", "bool"), ("lo", "f32"),
                 ("hi", "f32")),
@@ -125,7 +120,6 @@ _KIND_TYPE = {"int": types.intp, "f32": types.float32, "bool": types.boolean}
 _CHANNEL_DTYPES = {"f32": {"bias": (types.float32,)}, "f32_quant": {"bias": (types.float32,)},
                    "requant": {"bias": (types.int32,), "mult": (types.float32, types.int32)},
                    "requant_add": {"bias": (types.int32,), "mult": (types.float32, types.int32)},
-                   "requant_dequant": {"bias": (types.int32,), "mult": (types.float32, types.int32)},
                    "dequant": {"bias": (types.int32,), "scale": (types.float32,), "fbias": (types.float32,)},
                    "raw": {}}
 
@@ -318,20 +312,6 @@ def _epilogue_raw(builder, kind, acc, args):
             _vstore(builder, v, builder.gep(base, [_c64(8 * j)]), 4)
 
 
-def _by_residual(builder, args, emit):
-    """emit(True) where `has_res`, emit(False) otherwise: two specialised copies, no per-element branch."""
-    with builder.if_else(args["has_res"]) as (then, otherwise):
-        with then:
-            emit(True)
-        with otherwise:
-            emit(False)
-
-
-def _plus_residual(builder, v, args, off, j):
-    """v + the 8 fp32 residual lanes at row offset `off`, lanes 8j.."""
-    return builder.fadd(v, _vload(builder, builder.gep(args["res"], [builder.add(off, _c64(8 * j))]), _VF, 4))
-
-
 def _epilogue_f32(builder, kind, acc, args, quant=False):
     """clamp(acc + bias (+ res), lo, hi) stored as fp32, or with `quant` (the "f32_quant" epilogue at an
     fp32 -> int8 boundary) then QuantizeLinear into the int8 output as `epilogue.store_f32_quant` does."""
@@ -344,7 +324,8 @@ def _epilogue_f32(builder, kind, acc, args, quant=False):
             for j in range(len(acc[r])):
                 v = builder.fadd(acc[r][j], bias[j])
                 if with_res:
-                    v = _plus_residual(builder, v, args, off, j)
+                    v = builder.fadd(v, _vload(builder, builder.gep(args["res"], [builder.add(off, _c64(8 * j))]),
+                                               _VF, 4))
                 v = _clamp(builder, v, args["lo"], args["hi"])
                 dst = builder.gep(args["out"], [builder.add(off, _c64(8 * j))])
                 if quant:
@@ -354,7 +335,11 @@ def _epilogue_f32(builder, kind, acc, args, quant=False):
                     _vstore(builder, v, dst, 4)
         _for_rows(builder, len(acc), args, row_fn)
 
-    _by_residual(builder, args, emit)
+    with builder.if_else(args["has_res"]) as (then, otherwise):
+        with then:
+            emit(True)
+        with otherwise:
+            emit(False)
 
 
 def _epilogue_f32_quant(builder, kind, acc, args):
@@ -444,40 +429,32 @@ def _epilogue_requant_add(builder, kind, acc, args):
     _for_rows(builder, len(acc), args, row_fn)
 
 
-def _store_f32_with_residual(builder, acc, args, value):
-    """out = clamp(value(r, j) (+ res), lo, hi) in fp32 for every row and lane vector of the block."""
-    def emit(with_res):
-        def row_fn(r, off):
-            for j in range(len(acc[r])):
-                v = value(r, j)
-                if with_res:
-                    v = _plus_residual(builder, v, args, off, j)
-                _vstore(builder, _clamp(builder, v, args["lo"], args["hi"]),
-                        builder.gep(args["out"], [builder.add(off, _c64(8 * j))]), 4)
-        _for_rows(builder, len(acc), args, row_fn)
-
-    _by_residual(builder, args, emit)
-
-
-def _epilogue_requant_dequant(builder, kind, acc, args):
-    bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
-    mult = [_requant_factors(builder, args, j) for j in range(len(acc[0]))]
-    scale = _splat(builder, _VF, args["s"])
-    _store_f32_with_residual(builder, acc, args, lambda r, j: builder.fmul(
-        _requant(builder, acc[r][j], bias[j], mult[j], args["tlo"], args["thi"]), scale))
-
-
 def _epilogue_dequant(builder, kind, acc, args):
     bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
     scale = [_channel_vectors(builder, args, "scale", j) for j in range(len(acc[0]))]
     fbias = [_channel_vectors(builder, args, "fbias", j) for j in range(len(acc[0]))]
-    _store_f32_with_residual(builder, acc, args, lambda r, j: builder.fadd(
-        builder.fmul(builder.sitofp(builder.add(acc[r][j], bias[j]), _VF), scale[j]), fbias[j]))
+
+    def emit(with_res):
+        def row_fn(r, off):
+            for j in range(len(acc[r])):
+                v = builder.fmul(builder.sitofp(builder.add(acc[r][j], bias[j]), _VF), scale[j])
+                v = builder.fadd(v, fbias[j])
+                if with_res:
+                    v = builder.fadd(v, _vload(builder, builder.gep(args["res"], [builder.add(off, _c64(8 * j))]),
+                                               _VF, 4))
+                _vstore(builder, _clamp(builder, v, args["lo"], args["hi"]),
+                        builder.gep(args["out"], [builder.add(off, _c64(8 * j))]), 4)
+        _for_rows(builder, len(acc), args, row_fn)
+
+    with builder.if_else(args["has_res"]) as (then, otherwise):
+        with then:
+            emit(True)
+        with otherwise:
+            emit(False)
 
 
 _EPILOGUES = {"raw": _epilogue_raw, "f32": _epilogue_f32, "f32_quant": _epilogue_f32_quant, "requant": _epilogue_requant,
-              "requant_add": _epilogue_requant_add, "requant_dequant": _epilogue_requant_dequant,
-              "dequant": _epilogue_dequant}
+              "requant_add": _epilogue_requant_add, "dequant": _epilogue_dequant}
 
 
 def _block(builder, kind, rows, epilogue, args):
@@ -549,7 +526,6 @@ mk_f32_quant = _make("f32", "f32_quant")
 mk_s16_raw = _make("s16", "raw")
 mk_s16_requant = _make("s16", "requant")
 mk_s16_requant_add = _make("s16", "requant_add")
-mk_s16_requant_dequant = _make("s16", "requant_dequant")
 mk_s16_dequant = _make("s16", "dequant")
 
 
@@ -660,6 +636,4 @@ dw_f32_act_16, dw_f32_act_8 = _make_dw("f32", 2, "f32"), _make_dw("f32", 1, "f32
 dw_f32_quant_16, dw_f32_quant_8 = _make_dw("f32", 2, "f32_quant"), _make_dw("f32", 1, "f32_quant")
 dw_i8_requant_16, dw_i8_requant_8 = _make_dw("i8", 2, "requant"), _make_dw("i8", 1, "requant")
 dw_i8_requant_add_16, dw_i8_requant_add_8 = _make_dw("i8", 2, "requant_add"), _make_dw("i8", 1, "requant_add")
-dw_i8_requant_dequant_16 = _make_dw("i8", 2, "requant_dequant")
-dw_i8_requant_dequant_8 = _make_dw("i8", 1, "requant_dequant")
 dw_i8_dequant_16, dw_i8_dequant_8 = _make_dw("i8", 2, "dequant"), _make_dw("i8", 1, "dequant")
