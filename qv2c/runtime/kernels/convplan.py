@@ -75,8 +75,8 @@ def make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan
     """
     npix = n * oh * ow
     # `kc` counts int16 channel *pairs* for int8, so an int8 conv's `ops` is half its true operation
-    # count and it goes parallel at twice the size an fp32 conv does.  Kept (seen 2026-11-27): on the
-    # 2-vCPU VM the benchmarks run on, serial small convs proved the sturdier choice.
+    # count: with `tiling.PARALLEL_MIN_OPS` (int8) half of `FP32_CONV_PARALLEL_MIN_OPS`, both precisions
+    # go parallel at the same true size (500 k operations).
     ops = 2 * npix * kh * kw * kc * groups * npan * PANEL
     parallel = run_parallel(ops, npix, min_parallel_ops)
     ptile, nptiles, nchunks = plan_tiles(npix, groups, npan, ops, parallel)
