@@ -1,6 +1,7 @@
 """Mixed-precision accuracy experiment (issue: QuantuneV2 and its baselines).
 
     QV2C_DATA=../shared/data python benchmarks/accuracy.py [--models a,b] [--schemes per-channel/float,...]
+    ... --models cifar10_resnet18v1,... --cifar-eval 10000 --out accuracy_cifar10k   # all CIFAR-10 test images
 
 For every model and quantization scheme: fp32 top-1, full-int8 top-1, onnxruntime's
 `quantize_static` (QDQ, same scheme, same calibration images) top-1, and for every
@@ -18,7 +19,11 @@ engine; the top-1 evaluations run the compiled program on the Numba backend
 (`boundary+fuse`, whose int8 outputs are bit-identical to the interpreter's). Results are cached per configuration in
 benchmarks/results/accuracy_cache/<model>.json (one file per model, so models can run
 in parallel processes), so an interrupted run resumes; a run over all models whose
-results are cached only rebuilds benchmarks/results/accuracy.{md,json}. onnxruntime
+results are cached only rebuilds benchmarks/results/accuracy.{md,json} (or `--out`'s name).
+Every new top-1 also caches which images it got right, so the report can say, for a method
+that trails another, whether the gap is more than chance (exact McNemar test over the images
+only one of the two gets right); `--backfill` reruns cached top-1s that predate this and
+checks that they reproduce. onnxruntime
 quantizes the BN-free `_folded` export of each CIFAR model (the same fp32 function),
 because its quantizer does not fold BatchNormalization nodes itself.
 """
@@ -36,11 +41,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from accuracy_checks import must_show  # noqa: E402 (benchmarks/ is a folder of scripts, not a package)
+from accuracy_checks import VARIANTS, must_show  # noqa: E402 (benchmarks/ is a folder of scripts, not a package)
 from common import (  # noqa: E402
     RESULTS,
     calibration_images,
     cpu_model,
+    mcnemar,
     onnxruntime_model_path,
     onnxruntime_quantized,
     onnxruntime_session,
@@ -99,19 +105,49 @@ def run_batches(module, x: np.ndarray) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def onnxruntime_int8_top1(path: str, calib: np.ndarray, scheme: str, x: np.ndarray, y: np.ndarray,
-                          label_offset: int, batch: int) -> float:
-    """Top-1 of onnxruntime's `quantize_static` model (QDQ, `scheme`'s weight granularity), one thread."""
+def onnxruntime_int8_logits(path: str, calib: np.ndarray, scheme: str, x: np.ndarray, batch: int) -> np.ndarray:
+    """Logits of onnxruntime's `quantize_static` model (QDQ, `scheme`'s weight granularity), one thread."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "q.onnx")
         onnxruntime_quantized(path, out, calib, per_channel=scheme.startswith("per-channel"))
         session = onnxruntime_session(out, threads=1)
-        logits = np.concatenate([session.run(None, {"input": x[i:i + batch]})[0] for i in range(0, len(x), batch)])
-    return top1(logits, y, label_offset)
+        return np.concatenate([session.run(None, {"input": x[i:i + batch]})[0] for i in range(0, len(x), batch)])
 
 
-def experiment(name: str, schemes: list[str], methods: list[str], cifar_eval: int, report_only: bool = False) -> dict:
-    """One model's row; `report_only` builds it from the cache alone, leaving out what is not there."""
+class Scorer:
+    """Top-1 of a run's logits, cached under `key`; the images it got right are cached beside it
+    (`key|right`, packed bits in hex) so two runs on the same images can be compared image by
+    image (`paired`). Results cached before this existed have no `|right` entry."""
+
+    def __init__(self, cache: Cache, y: np.ndarray, label_offset: int, backfill: bool = False):
+        self.cache, self.y, self.label_offset = cache, y, label_offset
+        self.backfill = backfill  # rerun cached results that have no per-image entry yet
+
+    def top1(self, key: str, logits_of) -> float:
+        def compute():
+            logits = logits_of()
+            right = np.argmax(logits, axis=1) - self.label_offset == self.y
+            self.cache.data[f"{key}|right"] = np.packbits(right).tobytes().hex()
+            return top1(logits, self.y, self.label_offset)
+        data = self.cache.data
+        if self.backfill and not self.cache.frozen and key in data and f"{key}|right" not in data:
+            cached = data.pop(key)
+            fresh = self.cache.get(key, compute)
+            if fresh != cached:  # the rerun must reproduce the cached figure; say so loudly if not
+                print(f"MISMATCH {key}: cached {cached}, rerun {fresh}", flush=True)
+        return self.cache.get(key, compute)
+
+    def right(self, key: str) -> np.ndarray | None:
+        bits = self.cache.data.get(f"{key}|right")
+        if bits is None:
+            return None
+        return np.unpackbits(np.frombuffer(bytes.fromhex(bits), np.uint8))[: len(self.y)].astype(bool)
+
+
+def experiment(name: str, schemes: list[str], methods: list[str], cifar_eval: int, report_only: bool = False,
+               backfill: bool = False) -> dict:
+    """One model's row; `report_only` builds it from the cache alone, leaving out what is not there;
+    `backfill` reruns cached top-1s that lack per-image results (and checks they reproduce)."""
     cache = Cache(CACHE_DIR / f"{name}.json", frozen=report_only)
     info = model_info(name)
     path = str(model_path(name))
@@ -138,8 +174,8 @@ def experiment(name: str, schemes: list[str], methods: list[str], cifar_eval: in
         return calibrated["ranges"]
     layers = [layer_name(op) for op in quantizable_layers(runtime)]
     prefix = f"{name}|{len(y)}"
-    fp32 = cache.get(f"{prefix}|fp32", lambda: top1(run_batches(load_canonical(path, eval_batch), x), y,
-                                                                info.label_offset))
+    scorer = Scorer(cache, y, info.label_offset, backfill)
+    fp32 = scorer.top1(f"{prefix}|fp32", lambda: run_batches(load_canonical(path, eval_batch), x))
     row = {"model": name, "layers": len(layers), "eval_images": len(y), "calibration_images": len(calib),
            "fp32_top1": fp32, "schemes": {}}
     print(f"{name}: {len(layers)} layers, fp32 {fp32:.2f}", flush=True)
@@ -147,20 +183,22 @@ def experiment(name: str, schemes: list[str], methods: list[str], cifar_eval: in
         granularity, scale_kind = scheme_name.split("/")
         scheme = QuantScheme(granularity, scale_kind)
 
-        def mixed_top1(fp32_layers: frozenset, scheme=scheme, scheme_name=scheme_name) -> float:
-            key = f"{prefix}|{scheme_name}|" + ",".join(sorted(fp32_layers))
-            return cache.get(key, lambda: top1(run_batches(
-                realize_quant(runtime, set(layers) - fp32_layers, ranges(), scheme).module, x), y, info.label_offset))
+        def mixed_key(fp32_layers: frozenset, scheme_name=scheme_name) -> str:
+            return f"{prefix}|{scheme_name}|" + ",".join(sorted(fp32_layers))
+
+        def mixed_top1(fp32_layers: frozenset, scheme=scheme) -> float:
+            return scorer.top1(mixed_key(fp32_layers), lambda: run_batches(
+                realize_quant(runtime, set(layers) - fp32_layers, ranges(), scheme).module, x))
 
         try:
             entry = {"int8_top1": mixed_top1(frozenset()), "methods": {}}
         except Missing:
             continue
         if scale_kind == "float":
-            entry["onnxruntime_int8_top1"] = cache.get(
+            entry["onnxruntime_int8_top1"] = scorer.top1(
                 f"{prefix}|{scheme_name}|onnxruntime",
-                lambda scheme_name=scheme_name: onnxruntime_int8_top1(ort_path, calib, scheme_name, x, y, info.label_offset,
-                                                                      eval_batch if info.dataset == "cifar10" else 1))
+                lambda scheme_name=scheme_name: onnxruntime_int8_logits(ort_path, calib, scheme_name, x,
+                                                                        eval_batch if info.dataset == "cifar10" else 1))
         print(f"  {scheme_name}: int8 {entry['int8_top1']:.2f} ort {entry.get('onnxruntime_int8_top1')}", flush=True)
         for method in methods:
             try:
@@ -177,8 +215,27 @@ def experiment(name: str, schemes: list[str], methods: list[str], cifar_eval: in
                                         "order": order[:10]}
             print(f"    {method}: {by_k} smallest k {smallest} ({ranking['seconds']:.1f} s, "
                   f"{ranking['inferences']} inferences)", flush=True)
+        entry["paired"] = paired(entry["methods"], lambda order, k: scorer.right(mixed_key(frozenset(order[:k]))))
         row["schemes"][scheme_name] = entry
     return row
+
+
+def paired(methods: dict, right_of) -> dict:
+    """For each QuantuneV2 variant, each other method and each k of the table: the images only the
+    variant / only the other method gets right and the exact McNemar p-value (`common.mcnemar`),
+    where both runs' per-image results are cached. Keyed "variant|method|k"."""
+    out = {}
+    for variant in VARIANTS:
+        if variant not in methods:
+            continue
+        for other, m in methods.items():
+            if other == variant:
+                continue
+            for k in KS:
+                a, b = right_of(methods[variant]["order"], k), right_of(m["order"], k)
+                if a is not None and b is not None:
+                    out[f"{variant}|{other}|{k}"] = mcnemar(a, b)
+    return out
 
 
 def smallest_k(good, limit: int) -> int | None:
@@ -213,15 +270,18 @@ def _ranking(method: str, ctx: SensitivityContext) -> dict:
             "records": [rec.as_dict() for rec in r.records]}
 
 
-def write_report(rows: list[dict], methods: list[str]) -> None:
+def write_report(rows: list[dict], methods: list[str], stem: str = "accuracy") -> None:
+    """`results/<stem>.md` (tables, then the must-show checks) and `results/<stem>.json`."""
     meta = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "engine": "rankings: qv2c reference interpreter; top-1: qv2c Numba backend (boundary+fuse)"}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "accuracy.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    per_image = "; ".join(sorted({f"{100 / row['eval_images']:.3g} points on {row['eval_images']} images"
+                                  for row in rows}))
     lines = [f"# Mixed-precision accuracy: QuantuneV2 vs baselines\n\nCPU: {meta['cpu']}, {meta['date']}. "
              "Top-1 in %. `k` = layers kept in fp32. `k<=1pt` = smallest k within 1 point of fp32 "
              f"(searched up to {MAX_K_SEARCH}). Time = wall seconds to produce the ranking; inf = inferences "
-             "over the calibration set (calibration itself, common to all, excluded). One image is 0.083 points "
-             "on ImageNet (1200 images) and 0.05 on CIFAR-10 (2000): where full int8 loses under a point, "
+             "over the calibration set (calibration itself, common to all, excluded). One image is "
+             f"{per_image}: where full int8 loses under a point, "
              "differences between methods of a few tenths are a handful of images. List times were measured "
              "on a 2-core machine shared with other jobs (tests, a CI run) during parts of the sweep, so "
              "compare them within a model and scheme, not across. A table lists the methods run for it; "
@@ -245,7 +305,7 @@ def write_report(rows: list[dict], methods: list[str]) -> None:
                 lines.append(f"| {method} | " + " | ".join(cells) +
                              f" | {sk if sk is not None else '>' + str(MAX_K_SEARCH)} | {m['seconds']:.1f} | {m['inferences']} |")
     lines += must_show(rows)
-    (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -255,12 +315,16 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--cifar-eval", type=int, default=2000)
     p.add_argument("--report-only", action="store_true", help="write the report from the cache, computing nothing")
+    p.add_argument("--out", default="accuracy", help="report name: results/<out>.md and .json")
+    p.add_argument("--backfill", action="store_true",
+                   help="rerun cached top-1s that lack per-image results (for paired tests); reports any that differ")
     args = p.parse_args()
     methods = args.methods.split(",")
     rows = []
     for name in args.models.split(","):
-        rows.append(experiment(name, args.schemes.split(","), methods, args.cifar_eval, args.report_only))
-        write_report(rows, methods)
+        rows.append(experiment(name, args.schemes.split(","), methods, args.cifar_eval, args.report_only,
+                               args.backfill))
+        write_report(rows, methods, args.out)
 
 
 if __name__ == "__main__":

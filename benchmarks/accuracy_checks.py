@@ -40,14 +40,36 @@ def must_show(rows: list[dict]) -> list[str]:
             if ort is not None:
                 lines.append(f"- {_mark(int8 >= ort)} {where}: full int8 no worse than onnxruntime ({int8:.2f} vs "
                              f"{ort:.2f}).")
-            lines += _method_checks(where, e["methods"], fp32 - int8)
+            lines += _method_checks(where, e["methods"], fp32 - int8, e.get("paired", {}))
             if row["model"] == "mobilenetv2" and scheme.startswith("per-tensor"):
                 lines += _smallest_k_checks(where, e["methods"])
     lines += _linearity(rows)
     return lines
 
 
-def _method_checks(where: str, methods: dict, int8_drop: float) -> list[str]:
+def _split(paired: dict, variant: str, other: str, k: int) -> str:
+    """' (images only variant / only other right, McNemar p)' where per-image results exist."""
+    pair = paired.get(f"{variant}|{other}|{k}")
+    return "" if pair is None else f" ({pair['a_only']}/{pair['b_only']} images, p {pair['p']:.2f})"
+
+
+def _significance(where: str, variant: str, paired: dict, others: tuple[str, ...]) -> list[str]:
+    """An informational line (not a PASS/FAIL): the k at which `variant` is behind one of `others`
+    by more than chance (McNemar p < 0.05 on the images where they differ). Only where per-image
+    results were recorded."""
+    pairs = {key: pair for key, pair in paired.items() if key.split("|")[0] == variant and key.split("|")[1] in others}
+    if not pairs:
+        return []
+    behind = [f"k={key.split('|')[2]} {key.split('|')[1]} ({pair['a_only']}/{pair['b_only']} images, p {pair['p']:.3f})"
+              for key, pair in pairs.items() if pair["b_only"] > pair["a_only"] and pair["p"] < 0.05]
+    ahead = sum(1 for pair in pairs.values() if pair["a_only"] > pair["b_only"] and pair["p"] < 0.05)
+    return [f"- INFO {where}: {variant} vs {', '.join(others)}, paired over the same images: significantly behind "
+            f"(p < 0.05) in {len(behind)} of {len(pairs)} comparisons" + (f" ({'; '.join(behind)})" if behind else "")
+            + f", significantly ahead in {ahead} (by chance alone about {0.05 * len(pairs):.1f} of {len(pairs)} "
+            "would fall below p = 0.05 either way)."]
+
+
+def _method_checks(where: str, methods: dict, int8_drop: float, paired: dict) -> list[str]:
     lines = []
     loo = methods.get("leave-one-out")
     for variant in VARIANTS:
@@ -55,15 +77,19 @@ def _method_checks(where: str, methods: dict, int8_drop: float) -> list[str]:
         if q is None:
             continue
         qk = _by_k(q)
-        worse = [f"k={k} {b} {_by_k(methods[b])[k]:.2f} > {qk[k]:.2f}" for b in WEAK_BASELINES if b in methods
-                 for k in qk if _by_k(methods[b]).get(k, -1.0) > qk[k]]
+        worse = [f"k={k} {b} {_by_k(methods[b])[k]:.2f} > {qk[k]:.2f}{_split(paired, variant, b, k)}"
+                 for b in WEAK_BASELINES if b in methods for k in qk if _by_k(methods[b]).get(k, -1.0) > qk[k]]
         lines.append(f"- {_mark(not worse)} {where}: {variant} no worse than {', '.join(WEAK_BASELINES)} at every k"
                      + (f" (worse: {'; '.join(worse)})" if worse else "") + ".")
+        lines += _significance(where, variant, paired, tuple(b for b in WEAK_BASELINES if b in methods))
         if loo is not None and int8_drop < 2.0:
             gaps = {k: _by_k(loo)[k] - qk[k] for k in qk if k in _by_k(loo)}
             bad = {k: g for k, g in gaps.items() if g > 0.3}
+            worst = max(gaps, key=gaps.get, default=None)
             lines.append(f"- {_mark(not bad)} {where} (int8 drop {int8_drop:.2f} < 2): {variant} within 0.3 of "
-                         f"leave-one-out at every k (largest shortfall {max(gaps.values(), default=0.0):.2f}).")
+                         f"leave-one-out at every k (largest shortfall {max(gaps.values(), default=0.0):.2f}"
+                         + (f" at k={worst}{_split(paired, variant, 'leave-one-out', worst)}" if worst is not None
+                            else "") + ").")
         if loo is not None:
             speedup = loo["seconds"] / q["seconds"]
             lines.append(f"- {_mark(speedup >= 5 and q['inferences'] == 2)} {where}: {variant} list {speedup:.1f}x "

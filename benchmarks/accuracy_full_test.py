@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from common import (  # noqa: E402
     RESULTS,
     calibration_images,
     cpu_model,
+    mcnemar,
     onnxruntime_model_path,
     onnxruntime_quantized,
     onnxruntime_session,
@@ -111,15 +111,6 @@ def saturation_demo(channels: int = 8) -> dict:
             "ort_unfused": float(onnxruntime_session(model, 1, UNFUSED).run(None, {"x": x})[0].ravel()[0])}
 
 
-def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict:
-    """Images only a gets right, only b gets right, and the exact two-sided McNemar p-value
-    (binomial test of that split against 1/2)."""
-    a_only, b_only = int(np.sum(a_right & ~b_right)), int(np.sum(b_right & ~a_right))
-    n = a_only + b_only
-    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2 ** n)
-    return {"qv2c_only": a_only, "ort_fused_only": b_only, "p": p}
-
-
 def onnxruntime_logits(session, x: np.ndarray) -> np.ndarray:
     return np.concatenate([session.run(None, {"input": x[i:i + EVAL_BATCH]})[0] for i in range(0, len(x), EVAL_BATCH)])
 
@@ -182,7 +173,7 @@ def table(rows: list[dict], which: str) -> list[str]:
             s, pair = e[which], e[which]["paired"]
             lines.append(f"| {row['model']} | {scheme} | {row['fp32_top1'][which]:.2f} | " +
                          " | ".join(f"{s[f'{r}_top1']:.2f}" for r in RUNS) +
-                         f" | {pair['qv2c_only']} / {pair['ort_fused_only']} | {pair['p']:.3f} | "
+                         f" | {pair['a_only']} / {pair['b_only']} | {pair['p']:.3f} | "
                          f"{s['qv2c_vs_ort_fused_class_differs']} / {s['qv2c_vs_ort_unfused_class_differs']} |")
     return lines
 

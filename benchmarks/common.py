@@ -3,6 +3,7 @@ model, and onnxruntime (the peer) sessions, quantized with `quantize_static` (QD
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -84,3 +85,13 @@ def onnxruntime_session(path: str | os.PathLike | bytes, threads: int, config: d
         options.add_session_config_entry(key, value)
     model = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict:
+    """Images only a gets right, only b gets right, and the exact two-sided McNemar p-value (a
+    binomial test of that split against 1/2): how likely a gap between two classifiers evaluated on
+    the same images is under chance alone."""
+    a_only, b_only = int(np.sum(a_right & ~b_right)), int(np.sum(b_right & ~a_right))
+    n = a_only + b_only
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2 ** n)
+    return {"a_only": a_only, "b_only": b_only, "p": p}
