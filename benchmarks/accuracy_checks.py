@@ -44,6 +44,26 @@ def must_show(rows: list[dict]) -> list[str]:
             if row["model"] == "mobilenetv2" and scheme.startswith("per-tensor"):
                 lines += _smallest_k_checks(where, e["methods"])
     lines += _linearity(rows)
+    lines += _significance_summary(rows)
+    return lines
+
+
+def _significance_summary(rows: list[dict]) -> list[str]:
+    """All paired QuantuneV2-vs-weak-baseline comparisons of the report, counted: how many put the
+    variant behind or ahead at p < 0.05, against how many chance alone would."""
+    lines = []
+    for variant in VARIANTS:
+        pairs = [pair for row in rows for e in row["schemes"].values() for key, pair in e.get("paired", {}).items()
+                 if key.split("|")[0] == variant and key.split("|")[1] in WEAK_BASELINES]
+        if not pairs:
+            continue
+        behind = sum(1 for pair in pairs if pair["b_only"] > pair["a_only"] and pair["p"] < 0.05)
+        ahead = sum(1 for pair in pairs if pair["a_only"] > pair["b_only"] and pair["p"] < 0.05)
+        smallest = min(pair["p"] for pair in pairs)
+        lines.append(f"- INFO all models and schemes with per-image results: {variant} vs {', '.join(WEAK_BASELINES)} "
+                     f"at every k, {len(pairs)} paired comparisons: behind at p < 0.05 in {behind}, ahead in {ahead}; "
+                     f"chance alone gives about {0.05 * len(pairs):.1f} in all; smallest p {smallest:.3f} "
+                     f"(Bonferroni threshold for {len(pairs)} comparisons: {0.05 / len(pairs):.5f}).")
     return lines
 
 
