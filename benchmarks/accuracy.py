@@ -87,12 +87,16 @@ class Cache:
         if key not in self.data and self.frozen:
             raise Missing(key)
         if key not in self.data:
-            self.data[key] = compute()
-            self.path.parent.mkdir(exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-            tmp.replace(self.path)
+            self.put(key, compute())
         return self.data[key]
+
+    def put(self, key: str, value) -> None:
+        """Store `value` and write the file at once (atomically), so an interrupted run keeps it."""
+        self.data[key] = value
+        self.path.parent.mkdir(exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        tmp.replace(self.path)
 
 
 def run_batches(module, x: np.ndarray) -> np.ndarray:
@@ -134,10 +138,10 @@ class Scorer:
             return top1(logits, self.y, self.label_offset)
         data = self.cache.data
         if self.backfill and not self.cache.frozen and key in data and f"{key}|right" not in data:
-            cached = data.pop(key)
-            fresh = self.cache.get(key, compute)
+            cached, fresh = data[key], compute()
             if fresh != cached:  # the rerun must reproduce the cached figure; say so loudly if not
                 print(f"MISMATCH {key}: cached {cached}, rerun {fresh}", flush=True)
+            self.cache.put(key, fresh)
         return self.cache.get(key, compute)
 
     def right(self, key: str) -> np.ndarray | None:
