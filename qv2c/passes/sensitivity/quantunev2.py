@@ -25,6 +25,14 @@ Why local is the default (benchmarks/results/accuracy.md): on per-tensor MobileN
 error is drowned by everything downstream: global reaches only 17.8 % with 10 fp32
 layers, local puts that conv in its top 2 and is within 1 point of fp32 at k = 3.
 
+Known weakness (benchmarks/results/metric_agreement.md, method_stability.md): both variants
+score a layer by the error at its own output, not by what that error does to the network's
+output. Leave-one-out, which measures the latter, puts the first and the last layer near the
+top on most models; these metrics rarely do (the first layer's activations are small, so its
+MSEs are too, and the last layer's noise is not averaged away by a global pool after it). On the
+per-channel CIFAR-10 models, keeping first-last's first and last layer in fp32 reproduces the
+fp32 logits better than QuantuneV2's choice in every calibration draw.
+
 All work after the two inferences is O(number of layers).
 """
 

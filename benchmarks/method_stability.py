@@ -1,0 +1,186 @@
+"""Is "QuantuneV2 trails a baseline at this k" a property of the method or of the calibration draw?
+
+    QV2C_DATA=../shared/data python benchmarks/method_stability.py cifar10_resnet18v1 per-channel/float --draws 5
+
+accuracy.py calibrates once. Where full int8 loses a handful of images, its check "QuantuneV2 no worse
+than random, first-last and weight-sqnr at every k" compares top-1s that differ by a few images. This
+script reruns that comparison over calibration draws (draw 0 is accuracy.py's: all 100 calibration
+images; draw d > 0 a seeded random subset, as calibration_stability.py draws them). For every draw:
+min-max ranges, the rankings of quantunev2, weight-sqnr, first-last and random (seed 0, as
+accuracy.py), and the top-1 of each method's first k layers kept fp32, for k = 1, 2, 3, 5, 10, on
+accuracy.py's evaluation images (first 1200 ImageNet validation images; every 5th CIFAR-10 test
+image), and the logit SQNR of each against the fp32 model's logits on those images: fidelity to fp32,
+which is what the sensitivity methods estimate, and which a handful of borderline images cannot
+swing. Draw 0 must reproduce accuracy.py's cached top-1s; the script checks that and says so.
+For each baseline and k the report gives QuantuneV2's lead in images per draw and the number of
+draws in which it trails. Writes results/method_stability_<model>_<scheme>.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from accuracy import CACHE_DIR, KS, run_batches  # noqa: E402 (benchmarks/ is a folder of scripts, not a package)
+from calibration_stability import calibrated, draw_images, logit_sqnr_db  # noqa: E402
+from common import RESULTS, calibration_images, cpu_model  # noqa: E402
+
+from qv2c.api import load_canonical
+from qv2c.datasets import load_eval_set, model_info, model_path
+from qv2c.passes.layers import layer_name, quantizable_layers
+from qv2c.passes.realize_quant import QuantScheme, realize_quant
+from qv2c.passes.sensitivity import rank_layers
+
+METHOD = "quantunev2"
+BASELINES = ("random", "first-last", "weight-sqnr")
+
+
+def one_draw(name: str, scheme: QuantScheme, calib: np.ndarray, x: np.ndarray, y: np.ndarray,
+             fp32_logits: np.ndarray) -> dict:
+    """Every method's top-1 (images right) and logit SQNR against fp32 at every k, under one
+    calibration draw."""
+    info = model_info(name)
+    ctx, runtime = calibrated(name, scheme, calib)
+    ranges = ctx.ranges
+    orders = {m: rank_layers(m, ctx).top(max(KS)) for m in (METHOD, *BASELINES)}
+    layers = {layer_name(op) for op in quantizable_layers(runtime)}
+    results: dict[frozenset, tuple[int, float]] = {}
+
+    def result(fp32_layers: frozenset) -> tuple[int, float]:
+        """(images right, logit SQNR against fp32 in dB), each assignment run once."""
+        if fp32_layers not in results:
+            logits = run_batches(realize_quant(runtime, layers - fp32_layers, ranges, scheme).module, x)
+            results[fp32_layers] = (int(np.sum(np.argmax(logits, axis=1) - info.label_offset == y)),
+                                    logit_sqnr_db(fp32_logits, logits))
+        return results[fp32_layers]
+
+    by_k = {m: {k: result(frozenset(order[:k])) for k in KS if k <= len(order)} for m, order in orders.items()}
+    return {"int8_right": result(frozenset())[0], "orders": orders,
+            "right_by_k": {m: {k: r[0] for k, r in rs.items()} for m, rs in by_k.items()},
+            "sqnr_by_k": {m: {k: r[1] for k, r in rs.items()} for m, rs in by_k.items()}}
+
+
+def cached_figures(name: str, scheme_name: str, images: int, draw: dict) -> list[str]:
+    """Draw 0 against accuracy.py's cache: the lines that differ (none if it reproduces)."""
+    cache_file = CACHE_DIR / f"{name}.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    differ = []
+    for method, by_k in draw["right_by_k"].items():
+        ranking = cache.get(f"{name}|{scheme_name}|ranking|{method}")
+        if ranking is None:
+            continue
+        if ranking["order"][: max(KS)] != draw["orders"][method]:
+            differ.append(f"{method}: ranking differs from the cached one")
+            continue
+        for k, n_right in by_k.items():
+            key = f"{name}|{images}|{scheme_name}|" + ",".join(sorted(ranking["order"][:k]))
+            if key in cache and abs(cache[key] - 100 * n_right / images) > 1e-9:
+                differ.append(f"{method} k={k}: cached {cache[key]:.2f}, now {100 * n_right / images:.2f}")
+    return differ
+
+
+def report(name: str, scheme_name: str, draws: list[dict], images: int, subset: int, reproduced: list[str]) -> str:
+    n = len(draws)
+    lines = [f"# QuantuneV2 vs baselines over calibration draws: {name}, {scheme_name} "
+             "(benchmarks/method_stability.py)", "",
+             f"{images} evaluation images; draw 0 calibrates on all 100 calibration images (accuracy.py's draw), "
+             f"draws 1..{n - 1} on seeded random subsets of {subset}. CPU: {cpu_model()}; {time.strftime('%Y-%m-%d')}.", "",
+             "Draw 0 against accuracy.py's cache: " + ("every cached top-1 and ranking reproduced." if not reproduced
+                                                      else "DIFFERS: " + "; ".join(reproduced)), "",
+             "Full-int8 images right per draw: " + ", ".join(str(d["int8_right"]) for d in draws) + ".", "",
+             f"{METHOD}'s first three layers per draw: " + "; ".join(", ".join(d["orders"][METHOD][:3]) for d in draws)
+             + ".", "",
+             f"{METHOD}'s lead over each baseline in images (negative: it trails), per draw:", "",
+             *lead_table(draws, "right_by_k", "+d", "+.1f"), "",
+             f"The same assignments judged by fidelity to the fp32 model instead of the labels: {METHOD}'s lead in "
+             "logit SQNR against fp32 over the evaluation images, in dB (negative: it trails), per draw:", "",
+             *lead_table(draws, "sqnr_by_k", "+.2f", "+.2f")]
+    return "\n".join(lines) + "\n"
+
+
+def lead_table(draws: list[dict], field: str, cell: str, mean: str) -> list[str]:
+    """Markdown rows of QuantuneV2's lead over each baseline at each k, one column per draw."""
+    n = len(draws)
+    rows = ["| baseline | k | " + " | ".join(f"draw {d}" for d in range(n)) + " | mean | draws it trails |",
+            "|---|---|" + "---|" * (n + 2)]
+    for baseline in BASELINES:
+        for k in draws[0][field][METHOD]:
+            leads = [d[field][METHOD][k] - d[field][baseline][k] for d in draws]
+            rows.append(f"| {baseline} | {k} | " + " | ".join(format(v, cell) for v in leads)
+                        + f" | {format(np.mean(leads), mean)} | {sum(v < 0 for v in leads)} of {n} |")
+    return rows
+
+
+def summary() -> str:
+    """One line per model and scheme run so far: in how many (baseline, k) cells QuantuneV2 trails in
+    most draws, by top-1 and by fidelity to fp32."""
+    lines = ["# QuantuneV2 vs baselines over calibration draws: summary (benchmarks/method_stability.py --summary)", "",
+             "Cells are (baseline, k) pairs: 3 baselines x 5 k. \"Trails\" counts cells where QuantuneV2 is behind "
+             "in most draws (more than half); \"ahead\" where it is ahead in most. Per-model tables: "
+             "`method_stability_<model>_<scheme>.md`.", "",
+             "| model | scheme | draws | top-1: trails | top-1: ahead | top-1: trails in every draw | "
+             "fidelity: trails | fidelity: ahead | fidelity: trails in every draw |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted(RESULTS.glob("method_stability_*_*.json")):
+        run = json.loads(path.read_text())
+        draws, n = run["draws"], len(run["draws"])
+        counts = []
+        for field in ("right_by_k", "sqnr_by_k"):
+            if not all(field in d for d in draws):
+                counts += ["-", "-", "-"]
+                continue
+            trails = ahead = always = 0
+            for baseline in BASELINES:
+                for k in draws[0][field][METHOD]:
+                    leads = [d[field][METHOD][k] - d[field][baseline][k] for d in draws]
+                    trails += sum(v < 0 for v in leads) > n / 2
+                    ahead += sum(v > 0 for v in leads) > n / 2
+                    always += all(v < 0 for v in leads)
+            counts += [str(trails), str(ahead), str(always)]
+        lines.append(f"| {run['model']} | {run['scheme']} | {n} | " + " | ".join(counts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("model", nargs="?")
+    p.add_argument("scheme", nargs="?", help="e.g. per-channel/float")
+    p.add_argument("--summary", action="store_true", help="only rebuild results/method_stability.md from the runs")
+    p.add_argument("--draws", type=int, default=5, help="calibration draws, draw 0 included")
+    p.add_argument("--subset", type=int, default=64, help="calibration images in draws 1..")
+    args = p.parse_args()
+    if args.summary or not args.model:
+        (RESULTS / "method_stability.md").write_text(summary())
+        print(summary())
+        return
+    if model_info(args.model).dataset == "imagenet":
+        x, y = load_eval_set(args.model, indices=slice(0, 1200))
+    else:
+        x, y = load_eval_set(args.model, indices=range(0, 10000, 5))
+    calib = calibration_images(args.model, 100)
+    eval_batch = 1 if model_info(args.model).dataset == "imagenet" else 50
+    fp32_logits = run_batches(load_canonical(str(model_path(args.model)), eval_batch), x)
+    scheme = QuantScheme(*args.scheme.split("/"))
+    stem = f"method_stability_{args.model}_{args.scheme.replace('/', '_')}"
+    draws, reproduced = [], []
+    for d in range(args.draws):
+        start = time.perf_counter()
+        draw = one_draw(args.model, scheme, draw_images(calib, d, args.subset), x, y, fp32_logits)
+        draws.append(draw)
+        if d == 0:
+            reproduced = cached_figures(args.model, args.scheme, len(y), draw)
+        print(f"draw {d}: int8 {draw['int8_right']}/{len(y)}, {time.perf_counter() - start:.0f} s"
+              + (f"; draw 0 vs cache: {reproduced or 'reproduced'}" if d == 0 else ""), flush=True)
+        (RESULTS / f"{stem}.json").write_text(json.dumps({"model": args.model, "scheme": args.scheme,
+                                                          "images": len(y), "draws": draws}, indent=1))
+        (RESULTS / f"{stem}.md").write_text(report(args.model, args.scheme, draws, len(y), args.subset, reproduced))
+
+
+if __name__ == "__main__":
+    main()
