@@ -109,11 +109,12 @@ def main() -> None:
         lines.append(f"| {label} | " + " | ".join("-" if g is None else f"{g[0]:+.2f} ({g[1]})" for g in got)
                      + f" | {np.median(rhos):+.2f} | {hits} of {3 * sum(g is not None for g in got)} |")
     lines += ["", "Where each method places the network's first and last layer (first-last's first two), as "
-              "rank / layers: leave-one-out puts them near the top on most models, QuantuneV2's local metrics "
-              "rarely do; first-last's lead over QuantuneV2 in fidelity to fp32 (method_stability.md) comes "
-              "from there.", "",
+              "rank / layers, and below the table on how many pairs it puts at least one of them, and both, "
+              "among its first six. first-last's lead over QuantuneV2 in fidelity to fp32 "
+              "(method_stability.md) comes from here.", "",
               "| model | scheme | layers | " + " | ".join(f"{m}: first, last" for m in END_RANKED) + " |",
               "|---|---|---|" + "---|" * len(END_RANKED)]
+    early = {m: [0, 0, 0] for m in END_RANKED}  # pairs with one / both ends in the first six, pairs
     for model in ALL_MODELS:
         cache = json.loads((CACHE_DIR / f"{model}.json").read_text())
         for scheme in SCHEMES:
@@ -121,9 +122,17 @@ def main() -> None:
             if orders["first-last"] is None:
                 continue
             ends = orders["first-last"][:2]
+            for m in END_RANKED:
+                if orders[m] is not None:
+                    places = [orders[m].index(n) + 1 for n in ends]
+                    early[m][0] += min(places) <= 6
+                    early[m][1] += max(places) <= 6
+                    early[m][2] += 1
             lines.append(f"| {model} | {scheme} | {len(orders['first-last'])} | " + " | ".join(
                 "-" if orders[m] is None else ", ".join(str(orders[m].index(n) + 1) for n in ends) for m in END_RANKED)
                 + " |")
+    lines += ["", "First or last layer among the first six: " + "; ".join(
+        f"{m} at least one on {one} of {n} pairs, both on {both}" for m, (one, both, n) in early.items()) + "."]
     text = "\n".join(lines) + "\n"
     (RESULTS / "metric_agreement.md").write_text(text)
     print(text)
