@@ -34,12 +34,14 @@ from common import RESULTS, calibration_images, cpu_model, mcnemar  # noqa: E402
 
 from qv2c.api import load_canonical
 from qv2c.datasets import load_eval_set, model_info, model_path
+from qv2c.errors import QV2CError
 from qv2c.ir.core import Module
 from qv2c.passes.calibrate import calibrate
 from qv2c.passes.calibration_data import make_calibration_set
 from qv2c.passes.layers import layer_name, quantizable_layers
 from qv2c.passes.realize_quant import QuantScheme, realize_quant
 from qv2c.passes.sensitivity import SensitivityContext, rank_layers
+from qv2c.passes.sensitivity.metrics import ErrorStats
 
 
 def draw_images(calib: np.ndarray, draw: int, subset: int) -> np.ndarray:
@@ -53,8 +55,39 @@ def draw_images(calib: np.ndarray, draw: int, subset: int) -> np.ndarray:
 def logit_sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
     """SQNR of `approx` against the fp32 logits over all evaluation images: the output error that
     top-1 only sees where it flips a borderline image."""
-    noise = float(np.sum((approx.astype(np.float64) - reference) ** 2))
-    return 10 * np.log10(float(np.sum(reference.astype(np.float64) ** 2)) / noise) if noise else float("inf")
+    stats = ErrorStats()
+    stats.update(reference, approx)
+    return stats.sqnr_db
+
+
+SCHEMES = ("per-channel/float", "per-tensor/float", "per-channel/power-of-2", "per-tensor/power-of-2")
+
+
+def draw_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """The model, scheme and draw options both draw scripts take."""
+    nargs = None if required else "?"
+    p.add_argument("model", nargs=nargs)
+    p.add_argument("scheme", nargs=nargs, choices=SCHEMES if required else (*SCHEMES, None))
+    p.add_argument("--draws", type=int, default=5, help="calibration draws, draw 0 included")
+    p.add_argument("--subset", type=int, default=64, help="calibration images in draws 1..")
+
+
+def checked_model(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, in one line, a model the registry does not know or draw counts that make no sense."""
+    try:
+        model_info(args.model)
+    except QV2CError as e:
+        p.error(str(e))
+    if args.draws < 1 or not 1 <= args.subset <= 100:
+        p.error("--draws must be at least 1 and --subset between 1 and the 100 calibration images")
+
+
+def evaluation_set(model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """accuracy.py's evaluation images (the first 1200 ImageNet validation images, or every 5th
+    CIFAR-10 test image), their labels, and the fp32 model's logits on them."""
+    imagenet = model_info(model).dataset == "imagenet"
+    x, y = load_eval_set(model, indices=slice(0, 1200) if imagenet else range(0, 10000, 5))
+    return x, y, run_batches(load_canonical(str(model_path(model)), 1 if imagenet else 50), x)
 
 
 def calibrated(name: str, scheme: QuantScheme, calib: np.ndarray) -> tuple[SensitivityContext, Module]:
@@ -138,19 +171,12 @@ def report(name: str, scheme_name: str, draws: list[dict], images: int) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("model")
-    p.add_argument("scheme", help="e.g. per-channel/float")
-    p.add_argument("--draws", type=int, default=5, help="calibration draws, draw 0 included")
-    p.add_argument("--subset", type=int, default=64, help="calibration images in draws 1..")
+    draw_arguments(p)
     args = p.parse_args()
-    info = model_info(args.model)
-    if info.dataset == "imagenet":
-        x, y = load_eval_set(args.model, indices=slice(0, 1200))
-    else:
-        x, y = load_eval_set(args.model, indices=range(0, 10000, 5))
+    checked_model(p, args)
+    x, y, fp32_logits = evaluation_set(args.model)
     calib = calibration_images(args.model, 100)
     scheme = QuantScheme(*args.scheme.split("/"))
-    fp32_logits = run_batches(load_canonical(str(model_path(args.model)), 1 if info.dataset == "imagenet" else 50), x)
     stem = f"calibration_stability_{args.model}_{args.scheme.replace('/', '_')}"
     draws = []
     for d in range(args.draws):

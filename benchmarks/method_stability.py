@@ -28,11 +28,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import CACHE_DIR, KS, run_batches  # noqa: E402 (benchmarks/ is a folder of scripts, not a package)
-from calibration_stability import calibrated, draw_images, logit_sqnr_db  # noqa: E402
+from calibration_stability import (  # noqa: E402
+    calibrated,
+    checked_model,
+    draw_arguments,
+    draw_images,
+    evaluation_set,
+    logit_sqnr_db,
+)
 from common import RESULTS, calibration_images, cpu_model  # noqa: E402
 
-from qv2c.api import load_canonical
-from qv2c.datasets import load_eval_set, model_info, model_path
+from qv2c.datasets import model_info
 from qv2c.passes.layers import layer_name, quantizable_layers
 from qv2c.passes.realize_quant import QuantScheme, realize_quant
 from qv2c.passes.sensitivity import rank_layers
@@ -149,23 +155,18 @@ def summary() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("model", nargs="?")
-    p.add_argument("scheme", nargs="?", help="e.g. per-channel/float")
+    draw_arguments(p, required=False)
     p.add_argument("--summary", action="store_true", help="only rebuild results/method_stability.md from the runs")
-    p.add_argument("--draws", type=int, default=5, help="calibration draws, draw 0 included")
-    p.add_argument("--subset", type=int, default=64, help="calibration images in draws 1..")
     args = p.parse_args()
     if args.summary or not args.model:
         (RESULTS / "method_stability.md").write_text(summary())
         print(summary())
         return
-    if model_info(args.model).dataset == "imagenet":
-        x, y = load_eval_set(args.model, indices=slice(0, 1200))
-    else:
-        x, y = load_eval_set(args.model, indices=range(0, 10000, 5))
+    if args.scheme is None:
+        p.error("give a scheme after the model, or --summary")
+    checked_model(p, args)
+    x, y, fp32_logits = evaluation_set(args.model)
     calib = calibration_images(args.model, 100)
-    eval_batch = 1 if model_info(args.model).dataset == "imagenet" else 50
-    fp32_logits = run_batches(load_canonical(str(model_path(args.model)), eval_batch), x)
     scheme = QuantScheme(*args.scheme.split("/"))
     stem = f"method_stability_{args.model}_{args.scheme.replace('/', '_')}"
     draws, reproduced = [], []

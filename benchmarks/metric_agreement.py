@@ -87,13 +87,14 @@ def agreement(cache: dict, model: str, scheme: str) -> dict[str, tuple[float, in
 
 
 def main() -> None:
-    cells = {}
+    cells, layer_count = {}, {}
     for model in ALL_MODELS:
         cache = json.loads((CACHE_DIR / f"{model}.json").read_text())
         for scheme in SCHEMES:
             result = agreement(cache, model, scheme)
             if result:
                 cells[(model, scheme)] = result
+                layer_count[(model, scheme)] = len(cache[f"{model}|{scheme}|ranking|leave-one-out"]["order"])
     columns = list(cells)
     lines = ["# Which two-inference metric predicts leave-one-out's ranking? (benchmarks/metric_agreement.py)", "",
              "Spearman's rho between each candidate and leave-one-out's score (output SQNR on the calibration "
@@ -108,6 +109,9 @@ def main() -> None:
         hits = sum(g[1] for g in got if g is not None)
         lines.append(f"| {label} | " + " | ".join("-" if g is None else f"{g[0]:+.2f} ({g[1]})" for g in got)
                      + f" | {np.median(rhos):+.2f} | {hits} of {3 * sum(g is not None for g in got)} |")
+    chance = sum(9 / layer_count[c] for c in columns)
+    lines += ["", f"Two random top-3 lists would share about {chance:.1f} of {3 * len(columns)} layers "
+              "(3 x 3 / layers per pair, summed over the pairs)."]
     lines += ["", "Where each method places the network's first and last layer (first-last's first two), as "
               "rank / layers, and below the table on how many pairs it puts at least one of them, and both, "
               "among its first six. first-last's lead over QuantuneV2 in fidelity to fp32 "

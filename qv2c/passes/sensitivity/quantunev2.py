@@ -21,8 +21,8 @@ score is a weighted sum. Two variants:
   metrics and weights, with inference 2 the chained all-int8 model.
 
 Why local is the default (benchmarks/results/accuracy.md): on per-tensor MobileNetV2
-(fp32 80.33 %, all-int8 8.67 %) the chained run hides the first depthwise conv, whose
-error is drowned by everything downstream: global reaches only 17.8 % with 10 fp32
+(fp32 80.33 %, all-int8 8.58 %) the chained run hides the first depthwise conv, whose
+error is drowned by everything downstream: global reaches only 18.1 % with 10 fp32
 layers, local puts that conv in its top 2 and is within 1 point of fp32 at k = 3.
 
 Known weakness (benchmarks/results/metric_agreement.md, method_stability.md): both variants
