@@ -7,7 +7,7 @@ asserted that the rows do not contain.  Used by `accuracy.py` to end its report.
 from __future__ import annotations
 
 WEAK_BASELINES = ("random", "first-last", "weight-sqnr")
-VARIANTS = ("quantunev2", "quantunev2-global")
+VARIANTS = ("quantunev2", "quantunev2-global", "quantunev2-referred")
 #: top-1s are image counts over n in percent, so a gap of exactly 1 point (12 of 1200 images) comes
 #: out as 1.0000000000000142 or 0.9999999999999858 depending on the counts; gaps are compared with
 #: this slack, a billionth of a point (one image is at least 0.01 points here)

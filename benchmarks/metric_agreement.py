@@ -40,12 +40,14 @@ CANDIDATES = {
     "global activation SQNR": ("quantunev2-global", "act_sqnr_db", -1),
     "global activation MSE": ("quantunev2-global", "act_mse", 1),
     "global SQNR drop": ("quantunev2-global", "sqnr_drop_db", 1),
+    "quantunev2-referred score": ("quantunev2-referred", "score", 1),
+    "output-referred SQNR (quantunev2-referred)": ("quantunev2-referred", "referred_sqnr_db", -1),
     "output-sqnr (N + 1 inferences)": ("output-sqnr", "score", 1),
 }
 
 
 #: the rankings whose placement of the first and last layer the report shows
-END_RANKED = ("leave-one-out", "output-sqnr", "quantunev2", "quantunev2-global")
+END_RANKED = ("leave-one-out", "output-sqnr", "quantunev2", "quantunev2-global", "quantunev2-referred")
 
 
 def ranks(values: np.ndarray) -> np.ndarray:

@@ -81,6 +81,9 @@ class Realized:
     #: layer name -> (printed name of the original fp32 value, new integer value)
     layer_outputs: dict[str, tuple[str, Value]] = field(default_factory=dict)
     layer_inputs: dict[str, tuple[str, Value]] = field(default_factory=dict)
+    #: id of every value of the mixed module -> printed name of the fp32 value it stands for
+    #: (its integer, dequantized or requantized version alike)
+    sources: dict[int, str] = field(default_factory=dict)
 
 
 def realize_quant(
@@ -167,7 +170,17 @@ class _Realizer:
         for new, old in zip(self.dst.outputs, self.src.outputs):
             new.name = old.name
         self.dst.remove_unused_constants()
+        self._record_sources()
         return self.out
+
+    def _record_sources(self) -> None:
+        """Name the fp32 value each value of the mixed module stands for (`Realized.sources`)."""
+        sources = self.out.sources
+        for versions in (self.f32, self.q):
+            sources.update((id(new), self.names[old]) for old, new in versions.items() if old in self.names)
+        for op in self.dst.ops:  # requantized concat operands stand for what they requantize
+            if op.name == "qv.requantize" and id(op.operands[0]) in sources:
+                sources[id(op.result)] = sources[id(op.operands[0])]
 
     def clone(self, op: Op, operands: list[Value], result_type: TensorType | None = None, **extra) -> Value:
         types = [result_type] if result_type is not None else None

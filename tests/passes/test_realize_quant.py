@@ -89,6 +89,15 @@ def test_int8_chain_quantizes_once_fuses_relu_and_pools_on_u8():
     assert realized(CHAIN, {"conv1", "conv2"}, CHAIN_RANGES) == CHAIN_ALL_INT8
 
 
+def test_sources_name_the_fp32_value_each_version_stands_for():
+    """The sensitivity analysis compares every value of the int8 model with the fp32 value it
+    stands for: its integer version, its quantize and its dequantize all name that value."""
+    out = realize_quant(parse(CHAIN), {"conv1", "conv2"}, CHAIN_RANGES, QuantScheme())
+    assert [(op.name, out.sources.get(id(op.result))) for op in out.module.ops] == [
+        ("qv.quantize", "x"), ("qv.qconv", "r1"), ("qv.maxpool", "p"), ("qv.qconv", "c2"), ("qv.dequantize", "c2")]
+    assert out.sources[id(out.module.inputs[0])] == "x"
+
+
 # the fp32 conv2 keeps its fp32 weights (printed first: they were the module's own constant)
 CHAIN_SECOND_FP32 = f"""\
 module @chain {{

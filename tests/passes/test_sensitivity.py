@@ -14,11 +14,9 @@ import pytest
 from quant_models import LAYERS, images, small_cnn
 
 import qv2c.passes.sensitivity.quantunev2 as quantunev2
-import qv2c.passes.sensitivity.runs as runs
 from qv2c.api import load_canonical
 from qv2c.errors import ConfigError
 from qv2c.ir import Builder, Module, TensorType, Value
-from qv2c.ir.interpreter import evaluate
 from qv2c.passes.calibrate import calibrate
 from qv2c.passes.calibration_data import make_calibration_set
 from qv2c.passes.realize_quant import QuantScheme
@@ -33,20 +31,6 @@ def context(count: int = 6, batch: int = 2, skewed: str | None = None, granulari
     module = load_canonical(small_cnn(skewed=skewed, input_name=input_name), batch)
     data = make_calibration_set(module, images(count))
     return SensitivityContext(module, data, batch, calibrate(module, data, batch), QuantScheme(granularity), seed)
-
-
-@pytest.fixture
-def count_evaluations(monkeypatch):
-    """Wrap `evaluate` where the sensitivity code calls it; returns the list of modules run."""
-    calls = []
-
-    def counting(module, *args, **kwargs):
-        calls.append(module)
-        return evaluate(module, *args, **kwargs)
-
-    monkeypatch.setattr(quantunev2, "evaluate", counting)
-    monkeypatch.setattr(runs, "evaluate", counting)
-    return calls
 
 
 # -- QuantuneV2 ---------------------------------------------------------------------------

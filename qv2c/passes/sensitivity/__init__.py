@@ -16,10 +16,12 @@ from qv2c.passes.sensitivity.baselines import (
 )
 from qv2c.passes.sensitivity.quantunev2 import rank_quantunev2
 from qv2c.passes.sensitivity.ranking import LayerRecord, Ranking, SensitivityContext
+from qv2c.passes.sensitivity.referred import rank_referred
 
 METHODS = {
     "quantunev2": lambda ctx: rank_quantunev2(ctx, "local"),
     "quantunev2-global": lambda ctx: rank_quantunev2(ctx, "global"),
+    "quantunev2-referred": rank_referred,
     "leave-one-out": rank_leave_one_out,
     "output-sqnr": rank_output_sqnr,
     "weight-sqnr": rank_weight_sqnr,

@@ -49,7 +49,7 @@ from qv2c.ir.interpreter import evaluate
 from qv2c.ir.printer import value_names
 from qv2c.ir.reference import REFERENCE, load_all
 from qv2c.passes.layers import layer_macs, layer_name, quantizable_layers
-from qv2c.passes.realize_quant import _layer_weights, realize_quant
+from qv2c.passes.realize_quant import Realized, _layer_weights, realize_quant
 from qv2c.passes.sensitivity.metrics import ErrorStats, normalise, weight_error
 from qv2c.passes.sensitivity.ranking import LayerRecord, Ranking, SensitivityContext
 from qv2c.passes.sensitivity.runs import as_float
@@ -63,13 +63,19 @@ WEIGHTS = {
 }
 
 
-def rank_quantunev2(ctx: SensitivityContext, variant: str = "local") -> Ranking:
-    start = time.perf_counter()
+def all_int8(ctx: SensitivityContext) -> tuple[list, list[str], Realized, dict[str, dict[str, float]]]:
+    """What every two-inference variant starts from: the layers, their names, the all-int8
+    model and each layer's weight metrics (which need no inference)."""
     load_all()
     layers = quantizable_layers(ctx.module)
     names = [layer_name(op) for op in layers]
     realized = realize_quant(ctx.module, set(names), ctx.ranges, ctx.scheme)
-    metrics = {n: _weight_metrics(op, ctx) for n, op in zip(names, layers)}
+    return layers, names, realized, {n: _weight_metrics(op, ctx) for n, op in zip(names, layers)}
+
+
+def rank_quantunev2(ctx: SensitivityContext, variant: str = "local") -> Ranking:
+    start = time.perf_counter()
+    layers, names, realized, metrics = all_int8(ctx)
 
     fp32_names = value_names(ctx.module)
     wanted_f32 = {realized.layer_outputs[n][0] for n in names} | {realized.layer_inputs[n][0] for n in names}
