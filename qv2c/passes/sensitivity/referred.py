@@ -7,8 +7,8 @@ model, over the same calibration batches. From them, for each layer:
    its int8 output shows: its input is still rounded by the int8 layer before it, and its
    output is still rounded for the int8 layer after it. What goes away is its weight
    rounding, plus its input rounding when its producer is fp32 (the network input) and its
-   output rounding when no int8 layer reads its output (a classifier, a last conv before
-   the global average pool). Rounding with step
+   output rounding when no int8 layer reads its output on the same grid (a classifier, a
+   residual branch's last conv before the add, a last conv before global average pooling). Rounding with step
    `s` adds noise of variance `s^2 / 12` per element; the weight rounding `dW` of output
    channel `o` adds `sum_i dW[o, i]^2 * P[i]` per output element, with `P[i]` the mean
    square of input channel `i` in inference 1 (its expectation over independent rounding
@@ -43,7 +43,7 @@ from qv2c.ir import quant_math
 from qv2c.ir.interpreter import evaluate
 from qv2c.ir.printer import value_names
 from qv2c.passes.layers import layer_macs
-from qv2c.passes.realize_quant import _layer_weights
+from qv2c.passes.realize_quant import _INT_PASSTHROUGH, _layer_weights
 from qv2c.passes.sensitivity.metrics import sqnr_db
 from qv2c.passes.sensitivity.noise_gain import ChannelStats, PassFractions, by_channel, output_noise_gains
 from qv2c.passes.sensitivity.quantunev2 import all_int8, combine
@@ -153,18 +153,26 @@ def _boundary_rounding(op, realized, name: str, passing: np.ndarray) -> float:
     return total
 
 
+#: integer ops that keep their input's grid: a value passed through them is still rounded on
+#: that grid when an int8 layer reads it, whether or not its producer is int8
+SAME_GRID = (*_INT_PASSTHROUGH, "qv.qclip", "qv.concat")
+
+
 def _reaches_int8_layer(value) -> bool:
-    """Whether an int8 layer reads `value`, directly or through int8 data movement, pools and
-    adds. If none does, those ops run fp32 once the layer producing `value` is fp32, and the
-    rounding of `value` goes away (a classifier followed by a reshape, a last conv followed by
-    ReLU and global average pool)."""
+    """Whether an int8 layer reads `value` on its own grid: directly, or through ops that keep
+    the grid (max-pool, reshape, ReLU, concat of unified ranges). Only then does its rounding
+    stay when the layer producing it returns to fp32. A dequantize hands it to fp32; an add,
+    an average pool or a requantize rounds onto a grid of its own, and with the producer in
+    fp32 that op runs fp32 and only its own rounding stays (the next int8 layer quantizes its
+    output). Examples of rounding that goes away: a classifier's, a residual branch's last
+    conv before the add, a last conv before global average pooling."""
     pending, seen = [value], set()
     while pending:
         v = pending.pop()
         for user in v.users:
             if user.name in ("qv.qconv", "qv.qgemm"):
                 return True
-            if user.name != "qv.dequantize" and id(user) not in seen:
+            if user.name in SAME_GRID and id(user) not in seen:
                 seen.add(id(user))
                 pending.extend(user.results)
     return False
