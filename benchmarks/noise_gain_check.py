@@ -29,6 +29,7 @@ from metric_agreement import SCHEMES, spearman  # noqa: E402
 
 from qv2c.api import load_canonical  # noqa: E402
 from qv2c.datasets import model_path  # noqa: E402
+from qv2c.errors import QV2CError  # noqa: E402
 from qv2c.passes.layers import layer_name, quantizable_layers  # noqa: E402
 
 
@@ -84,4 +85,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except QV2CError as e:  # no data root, a model file missing: one line, not a traceback
+        sys.exit(f"noise_gain_check.py: {e}")

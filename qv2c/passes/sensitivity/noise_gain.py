@@ -16,7 +16,8 @@ Along a chain the ratios telescope to `N(output) / N(v)`.
 That ratio also counts the noise an op adds itself as noise it passed on, so it
 overstates the gain of early layers. Two sounder-looking estimates were tried first and
 were worse. Both were checked on ResNet18-CIFAR per-channel against output-sqnr's
-single-layer runs, whose first conv puts about 1e-3 of its own output noise on the logits:
+single-layer runs, whose first conv puts about 1e-3 of its own output noise on the logits
+(exploratory runs whose code this file replaced; their figures are not in results/):
 
 - analytic white noise (sum of squared weights through a conv, 1 / (H x W) through a global
   average pool): too low by 20-40 dB for the early layers, because after a few convs the
