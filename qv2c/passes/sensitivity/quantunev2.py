@@ -34,9 +34,9 @@ and the MSE terms follow the scale of a layer's activations, not the harm its er
 of 10 CIFAR-10 model x scheme runs, first-last's first five layers in fp32 reproduce the fp32
 logits better than QuantuneV2's five in every calibration draw. The opt-in variant
 `quantunev2-referred` (referred.py) weights each layer's error by its measured gain to the
-output: it keeps the fp32 logits closer than this score in 29 of 50 CIFAR-10 (run, k) cells
-and behind in 16 (10 of those on ResNet50), but is not ahead by top-1 (behind in 22, ahead
-in 17), so it is not the default (results/method_stability.md).
+output: it keeps the fp32 logits closer than this score in 27 of 50 CIFAR-10 (run, k) cells
+and behind in 16 (9 of those on ResNet50), but is not ahead by top-1 (behind in 18, ahead
+in 18), so it is not the default (results/method_stability.md).
 
 All work after the two inferences is O(number of layers).
 """

@@ -26,11 +26,12 @@ weight MSE 0.25, output-referred SQNR 0.5.
 
 Status: an opt-in variant (`method="quantunev2-referred"`), not the default. It was built to
 fix the local score's known weakness, that it underrates the first and last layers. On the
-21 model x scheme pairs it puts the first or last layer among its first six on 20 (local: 4),
+21 model x scheme pairs it puts the first or last layer among its first six on 18 (local: 4),
 and its order agrees better with leave-one-out's (Spearman's rho +0.26 at the median, local
 +0.10; results/metric_agreement.md). Its top-1 in accuracy.py is no better than the local
-score's (within 0.3 of leave-one-out on 13 of 19 pairs, local 16); method_stability.py
---method quantunev2-referred compares the two over calibration draws.
+score's (within 0.3 of leave-one-out on 14 of 19 pairs, local 16); over calibration draws it
+keeps the fp32 logits closer than the local score more often than not, but not its top-1
+(results/method_stability.md).
 """
 
 from __future__ import annotations
