@@ -23,7 +23,11 @@ from qv2c.ir.quant_math import dequantize, quantize, requantize_float, requantiz
 from qv2c.ir.types import QuantParams
 from qv2c.runtime.kernels import conv_f32, conv_i8, depthwise, gemm, layout, packing, tiling
 from qv2c.runtime.kernels.convplan import ConvPlan, make_plan
+from qv2c.runtime.kernels.target import selected_target
 
+#: the kernels run for this process's target (QV2C_TARGET or the host's best); `test_targets.py` runs
+#: every other target that this host can run or emulate
+TGT, DOT = selected_target().marker(), selected_target().int8_dot
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ACTS = {"none": (-np.inf, np.inf), "relu": (0.0, np.inf), "relu6": (0.0, 6.0), "clip": (-0.5, 0.75)}
@@ -137,7 +141,7 @@ def test_conv_f32_matches_numpy(case, act, with_res, seed):
     want = np.clip(want, lo, hi)
     out = np.full(out_shape(case), np.nan, np.float32)
     packed = packing.pack_conv_f32(w, case["groups"])
-    conv_f32.conv2d_f32(nhwc(x), packed.data, b, res if with_res else out, out, *geometry(case), lo, hi, with_res)
+    conv_f32.conv2d_f32(nhwc(x), packed.data, b, res if with_res else out, out, *geometry(case), lo, hi, with_res, TGT)
     assert_close(out, want)
 
 
@@ -157,7 +161,7 @@ def test_conv_f32_quantized_output(case, signed, seed):
     want = quantize(want_f.astype(np.float32), qp(scale, zp), "i8" if signed else "u8").astype(np.int32)
     out = np.empty(out_shape(case), dtype)
     conv_f32.conv2d_f32_quant(nhwc(x), packing.pack_conv_f32(w, case["groups"]).data, b, out, out, *geometry(case),
-                              -np.inf, np.inf, False, scale, zp, qlo, qhi)
+                              -np.inf, np.inf, False, scale, zp, qlo, qhi, TGT)
     diff = np.abs(out.astype(np.int32) - want)
     assert diff.max(initial=0) <= 1
     near_tie = np.abs(np.abs(np.modf(want_f / scale)[0]) - 0.5) < 1e-3
@@ -181,8 +185,8 @@ def test_conv_i8_requant_bit_exact(case, signed, act, seed):
               "relu6": (zy, int(quantize(np.float32(6.0), out_q, dtype_name)))}[act]
     want = requantize_float(int8_acc(x, w, zx, bias, case), mult, zy, lo, hi)
     out = np.empty(out_shape(case), dtype)
-    conv_i8.conv2d_i8(nhwc(x), zx, packing.pack_conv_i8(w, case["groups"]).data, bias, out, *geometry(case),
-                      mult, zy, lo, hi)
+    conv_i8.conv2d_i8(nhwc(x), zx, packing.pack_conv_i8(w, case["groups"], dot=DOT).data, bias, out, *geometry(case),
+                      mult, zy, lo, hi, TGT)
     np.testing.assert_array_equal(out.astype(np.int32), want)
 
 
@@ -203,8 +207,8 @@ def test_conv_i8_residual_add_is_qconv_then_qadd(case, seed):
     total = dequantize(q1, qp(s1, z1)) + dequantize(res, qp(sr, zr))
     want = np.clip(quantize(total, qp(sy, zy), "u8"), lo, hi)
     out = np.empty(out_shape(case), np.uint8)
-    conv_i8.conv2d_i8_add(nhwc(x), zx, packing.pack_conv_i8(w, case["groups"]).data, bias, out, *geometry(case),
-                          mult, z1, 0, 255, s1, res, zr, sr, sy, zy, lo, hi)
+    conv_i8.conv2d_i8_add(nhwc(x), zx, packing.pack_conv_i8(w, case["groups"], dot=DOT).data, bias, out, *geometry(case),
+                          mult, z1, 0, 255, s1, res, zr, sr, sy, zy, lo, hi, TGT)
     np.testing.assert_array_equal(out, want)
 
 
@@ -220,8 +224,8 @@ def test_conv_i8_dequant_epilogue(case, with_res, seed):
     want = int8_acc(x, w, zx, bias, case).astype(np.float64) * scale + fbias + (res if with_res else 0)
     want = np.clip(want, 0.0, np.inf)
     out = np.empty(out_shape(case), np.float32)
-    conv_i8.conv2d_i8_dequant(nhwc(x), zx, packing.pack_conv_i8(w, case["groups"]).data, bias, out,
-                              *geometry(case), scale, fbias, res, with_res, 0.0, np.inf)
+    conv_i8.conv2d_i8_dequant(nhwc(x), zx, packing.pack_conv_i8(w, case["groups"], dot=DOT).data, bias, out,
+                              *geometry(case), scale, fbias, res, with_res, 0.0, np.inf, TGT)
     assert_close(out, want)
 
 
@@ -237,7 +241,7 @@ def test_conv_i8_requant_rounds_half_to_even(channels):
     acc = (x.reshape(1, 80).astype(np.int64) @ w.reshape(channels, 80).T.astype(np.int64)) + bias
     assert np.any(acc % 2 == 1)  # there are ties
     out = np.empty((1, 1, 1, channels), np.int8)
-    conv_i8.conv2d_i8(x, 0, packing.pack_conv_i8(w).data, bias, out, 1, 1, 1, 1, 0, 0, 1, 1, mult, 0, -128, 127)
+    conv_i8.conv2d_i8(x, 0, packing.pack_conv_i8(w, dot=DOT).data, bias, out, 1, 1, 1, 1, 0, 0, 1, 1, mult, 0, -128, 127, TGT)
     np.testing.assert_array_equal(out.reshape(1, channels), np.clip(np.rint(acc * 0.5), -128, 127))
 
 
@@ -253,16 +257,16 @@ def test_conv_i8_shift_requant_bit_exact(case, add, seed):
     z1, zr, zy = (int(v) for v in rng.integers(0, 256, 3))
     q1 = requantize_shift(int8_acc(x, w, zx, bias, case), shifts, z1, 0, 255)
     out = np.empty(out_shape(case), np.uint8)
-    packed = packing.pack_conv_i8(w, case["groups"]).data
+    packed = packing.pack_conv_i8(w, case["groups"], dot=DOT).data
     if not add:
-        conv_i8.conv2d_i8(nhwc(x), zx, packed, bias, out, *geometry(case), shifts, z1, 0, 255)
+        conv_i8.conv2d_i8(nhwc(x), zx, packed, bias, out, *geometry(case), shifts, z1, 0, 255, TGT)
         np.testing.assert_array_equal(out.astype(np.int32), q1)
         return
     s1, sr, sy = (f32(2.0 ** -e) for e in rng.integers(3, 8, 3))
     res = rng.integers(0, 256, out_shape(case)).astype(np.uint8)
     total = dequantize(q1, qp(s1, z1)) + dequantize(res, qp(sr, zr))
     conv_i8.conv2d_i8_add(nhwc(x), zx, packed, bias, out, *geometry(case), shifts, z1, 0, 255, s1, res, zr, sr, sy,
-                          zy, zy, 255)
+                          zy, zy, 255, TGT)
     np.testing.assert_array_equal(out, np.clip(quantize(total, qp(sy, zy), "u8"), zy, 255))
 
 
@@ -277,8 +281,8 @@ def test_conv_i8_shift_rounds_half_up(channels):
     acc = (x.reshape(1, 80).astype(np.int64) @ w.reshape(channels, 80).T.astype(np.int64)) + bias
     assert np.any(acc % 2 == 1) and np.any(acc < 0)  # ties on both sides of zero
     out = np.empty((1, 1, 1, channels), np.int8)
-    conv_i8.conv2d_i8(x, 0, packing.pack_conv_i8(w).data, bias, out, 1, 1, 1, 1, 0, 0, 1, 1,
-                      np.ones(channels, np.int32), 0, -128, 127)
+    conv_i8.conv2d_i8(x, 0, packing.pack_conv_i8(w, dot=DOT).data, bias, out, 1, 1, 1, 1, 0, 0, 1, 1,
+                      np.ones(channels, np.int32), 0, -128, 127, TGT)
     np.testing.assert_array_equal(out.reshape(1, channels), np.clip(np.floor(acc / 2 + 0.5), -128, 127))
 
 
@@ -298,7 +302,7 @@ def test_conv_i8_shift_extreme_shifts_and_accumulators():
         x = np.zeros((1, 1, 1, 4), np.uint8)
         w = np.ones((oc, 4, 1, 1), np.int8)
         out = np.empty((1, 1, 1, oc), np.uint8)
-        conv_i8.conv2d_i8(x, 0, packing.pack_conv_i8(w).data, bias, out, 1, 1, 1, 1, 0, 0, 1, 1, shifts, 7, 0, 255)
+        conv_i8.conv2d_i8(x, 0, packing.pack_conv_i8(w, dot=DOT).data, bias, out, 1, 1, 1, 1, 0, 0, 1, 1, shifts, 7, 0, 255, TGT)
         np.testing.assert_array_equal(out.reshape(oc), requantize_shift(bias.astype(np.int64), shifts, 7, 0, 255))
 
 
@@ -314,8 +318,8 @@ def test_conv_i8_extreme_values_do_not_saturate():
     assert np.abs(acc).max() == 576 * 255 * 128  # far beyond int16, the vpmaddubsw pair-sum limit
     out = np.empty((1, 6, 6, 32), np.float32)
     ones = np.ones(32, np.float32)
-    conv_i8.conv2d_i8_dequant(nhwc(x), 0, packing.pack_conv_i8(w).data, bias, out, 3, 3, 1, 1, 1, 1, 1, 1,
-                              ones, np.zeros(32, np.float32), out, False, -np.inf, np.inf)
+    conv_i8.conv2d_i8_dequant(nhwc(x), 0, packing.pack_conv_i8(w, dot=DOT).data, bias, out, 3, 3, 1, 1, 1, 1, 1, 1,
+                              ones, np.zeros(32, np.float32), out, False, -np.inf, np.inf, TGT)
     np.testing.assert_array_equal(out, acc.astype(np.float32))
 
 
@@ -336,13 +340,13 @@ def test_conv_parallel_path_with_panel_chunks():
     want = nhwc(conv_ref(x.astype(np.float64), w.astype(np.float64), (1, 1), (1, 1, 1, 1), (1, 1), 1))
     out = np.empty((1, h, h, oc), np.float32)
     conv_f32.conv2d_f32(nhwc(x), packing.pack_conv_f32(w).data, b, out, out, 3, 3, 1, 1, 1, 1, 1, 1,
-                        -np.inf, np.inf, False)
+                        -np.inf, np.inf, False, TGT)
     assert_close(out, want)
     xq, wq, zx = int8_data(rng, case, signed_x=False)
     mult = np.full(oc, 1e-4, np.float32)
     bq = np.zeros(oc, np.int32)
     outq = np.empty((1, h, h, oc), np.uint8)
-    conv_i8.conv2d_i8(nhwc(xq), zx, packing.pack_conv_i8(wq).data, bq, outq, 3, 3, 1, 1, 1, 1, 1, 1, mult, 128, 0, 255)
+    conv_i8.conv2d_i8(nhwc(xq), zx, packing.pack_conv_i8(wq, dot=DOT).data, bq, outq, 3, 3, 1, 1, 1, 1, 1, 1, mult, 128, 0, 255, TGT)
     np.testing.assert_array_equal(outq, requantize_float(int8_acc(xq, wq, zx, bq, case), mult, 128, 0, 255))
 
 
@@ -369,9 +373,9 @@ def test_conv_f32_quant_epilogue_is_the_fp32_output_quantized(case, act, with_re
     dtype, (qlo, qhi) = (np.int8, (-128, 127)) if signed else (np.uint8, (0, 255))
     scale, zp = float(f32(rng.uniform(0.005, 0.05))), (0 if signed else int(rng.integers(0, 256)))
     y = np.empty(out_shape(case), np.float32)
-    conv_f32.conv2d_f32(x, w, b, res, y, *geometry(case), lo, hi, with_res)
+    conv_f32.conv2d_f32(x, w, b, res, y, *geometry(case), lo, hi, with_res, TGT)
     out = np.empty(out_shape(case), dtype)
-    conv_f32.conv2d_f32_quant(x, w, b, res, out, *geometry(case), lo, hi, with_res, scale, zp, qlo, qhi)
+    conv_f32.conv2d_f32_quant(x, w, b, res, out, *geometry(case), lo, hi, with_res, scale, zp, qlo, qhi, TGT)
     np.testing.assert_array_equal(out, quantize_f32(y, scale, zp, qlo, qhi).astype(dtype))
 
 
@@ -493,7 +497,7 @@ def test_gemm_f32(m, k, n, trans_b, act, with_res, seed):
     want = np.clip(a.astype(np.float64) @ wt.T.astype(np.float64) + b + (res if with_res else 0), lo, hi)
     out = np.empty((m, n), np.float32)
     packed = packing.pack_gemm_f32(wt if trans_b else np.ascontiguousarray(wt.T), trans_b=trans_b)
-    gemm.gemm_f32(a, packed.data, b, res, out, lo, hi, with_res)
+    gemm.gemm_f32(a, packed.data, b, res, out, lo, hi, with_res, TGT)
     assert_close(out, want)
 
 
@@ -512,17 +516,17 @@ def test_gemm_i8(m, k, n, signed, seed):
     zy, (qmin, qmax) = (0, (-128, 127)) if signed else (int(rng.integers(0, 256)), (0, 255))
     acc = (a.astype(np.int64) - za) @ wt.T.astype(np.int64) + bias
     out = np.empty((m, n), np.int8 if signed else np.uint8)
-    gemm.gemm_i8(a, za, packing.pack_gemm_i8(wt).data, bias, out, mult, zy, qmin, qmax)
+    gemm.gemm_i8(a, za, packing.pack_gemm_i8(wt, dot=DOT).data, bias, out, mult, zy, qmin, qmax, TGT)
     np.testing.assert_array_equal(out.astype(np.int32), requantize_float(acc, mult, zy, qmin, qmax))
     if not signed:  # int32 shifts: "shift" requantization (power-of-2 scales)
         shifts = rng.integers(-1, 16, n).astype(np.int32)
-        gemm.gemm_i8(a, za, packing.pack_gemm_i8(wt).data, bias, out, shifts, zy, qmin, qmax)
+        gemm.gemm_i8(a, za, packing.pack_gemm_i8(wt, dot=DOT).data, bias, out, shifts, zy, qmin, qmax, TGT)
         np.testing.assert_array_equal(out.astype(np.int32), requantize_shift(acc, shifts, zy, qmin, qmax))
     if not signed:  # (one dtype is enough for the dequantizing epilogue; each is a separate JIT compile)
         fb = rng.standard_normal(n).astype(np.float32)
         outf = np.empty((m, n), np.float32)
-        gemm.gemm_i8_dequant(a, za, packing.pack_gemm_i8(wt).data, bias, outf, mult, fb, outf, False,
-                             -np.inf, np.inf)
+        gemm.gemm_i8_dequant(a, za, packing.pack_gemm_i8(wt, dot=DOT).data, bias, outf, mult, fb, outf, False,
+                             -np.inf, np.inf, TGT)
         assert_close(outf, acc.astype(np.float64) * mult + fb)
 
 
@@ -533,7 +537,7 @@ def test_gemm_parallel_panel_split():
     wt = rng.standard_normal((1001, 1280)).astype(np.float32)
     b = rng.standard_normal(1001).astype(np.float32)
     out = np.empty((1, 1001), np.float32)
-    gemm.gemm_f32(a, packing.pack_gemm_f32(wt).data, b, out, out, -np.inf, np.inf, False)
+    gemm.gemm_f32(a, packing.pack_gemm_f32(wt).data, b, out, out, -np.inf, np.inf, False, TGT)
     assert_close(out, a.astype(np.float64) @ wt.T.astype(np.float64) + b)
 
 
@@ -553,7 +557,7 @@ def test_packing_rejects_bad_weights():
     with pytest.raises(ValueError, match="groups"):
         packing.pack_conv_f32(np.zeros((5, 2, 3, 3), np.float32), groups=2)
     with pytest.raises(ValueError, match="int8"):
-        packing.pack_conv_i8(np.zeros((4, 2, 3, 3), np.float32))
+        packing.pack_conv_i8(np.zeros((4, 2, 3, 3), np.float32), dot=DOT)
     with pytest.raises(ValueError, match="depthwise"):
         packing.pack_depthwise_f32(np.zeros((4, 2, 3, 3), np.float32))
 
@@ -565,7 +569,7 @@ def test_kernels_reject_mismatched_arrays():
     wrong = packing.pack_conv_f32(np.zeros((16, 6, 3, 3), np.float32)).data  # packed for 6 input channels
     with pytest.raises(ValueError, match="reduction length"):
         conv_f32.conv2d_f32(x, wrong, np.zeros(16, np.float32), out, out, 3, 3, 1, 1, 1, 1, 1, 1,
-                            -np.inf, np.inf, False)
+                            -np.inf, np.inf, False, TGT)
     dw_wrong = packing.pack_depthwise_f32(np.zeros((6, 1, 3, 3), np.float32)).data
     out8 = np.empty((1, 4, 4, 8), np.float32)
     with pytest.raises(ValueError, match="channels differ"):
@@ -576,7 +580,7 @@ def test_kernels_reject_mismatched_arrays():
 def test_packed_int8_layout_interleaves_pairs():
     """data[g, panel, k // 2, j, k % 2] = w[j, ic, kh, kw] with k = (kh*KW + kw)*ICgp + ic, ICgp even."""
     w = np.arange(2 * 3 * 2 * 2, dtype=np.int8).reshape(2, 3, 2, 2)
-    p = packing.pack_conv_i8(w)
+    p = packing.pack_conv_i8(w, dot="pairs")
     assert p.kpad == 2 * 2 * 4 and p.data.shape == (1, 1, 8, 16, 2)
     k = (1 * 2 + 0) * 4 + 2  # kh=1, kw=0, ic=2
     assert p.data[0, 0, k // 2, 1, k % 2] == w[1, 2, 1, 0]
@@ -599,7 +603,11 @@ def test_microkernels_compile_to_fma_and_pmaddwd():
     if not (features.get("avx2") and features.get("fma")) or config.CPU_NAME not in (None, "host"):
         pytest.skip("Numba does not target an AVX2/FMA host CPU here")
 
-    from qv2c.runtime.kernels.microkernel import mk_f32_raw, mk_s16_raw
+    from qv2c.runtime.kernels.microkernel import conv_kernel
+    from qv2c.runtime.kernels.target import TARGETS
+
+    mk_f32_raw = conv_kernel(TARGETS["avx2"], "f32", "raw")
+    mk_s16_raw = conv_kernel(TARGETS["avx2"], "s16", "raw")
 
     @njit
     def run_f32(a, rowoff, tapoff, b, c):

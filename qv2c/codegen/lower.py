@@ -51,6 +51,7 @@ from qv2c.ir.printer import value_names
 from qv2c.ir.quant_math import activation_bounds, bias_scales, qrange, requantize_multiplier, requantize_shifts
 from qv2c.passes.fuse import FUSED, FusedParts, fused_parts, is_anchor
 from qv2c.runtime.kernels import packing
+from qv2c.runtime.kernels.target import TargetSpec, selected_target
 
 #: elements touched (times window taps for pools) from which a simple kernel runs its parallel loop.
 #: 512 k while idle workers slept at once (a wake-up cost ~50 us); with them spinning between kernels
@@ -61,14 +62,16 @@ _INF = math.inf
 _POINTWISE = (1, 1, 1, 1, 0, 0, 1, 1)  # kh kw sh sw pt pl dh dw of a 1x1 conv (FC layers as convs)
 
 
-def lower(module: Module, exact: bool = True) -> Program:
+def lower(module: Module, exact: bool = True, target: TargetSpec | None = None) -> Program:
     """The kernel program of `module` (verified IR, optionally after the `fuse` pass).
 
     `exact=False` lets an int8 group ending in a dequantize compute fp32 straight from its
     accumulators (one pass fewer; the results then differ from the IR by up to half an
     int8 step, see the module docstring); `exact=True` rounds to the int8 grid first.
+    `target` (`runtime.kernels.target`) is what the conv/GEMM micro-kernels and the int8 weight
+    packing are generated for; by default `QV2C_TARGET` or the host's best.
     """
-    return _Lowerer(module, exact).run()
+    return _Lowerer(module, exact, target).run()
 
 
 def _compose_clamps(first: tuple[float, float], second: tuple[float, float]) -> tuple[float, float]:
@@ -117,9 +120,11 @@ def _is_depthwise(anchor: Op, w: np.ndarray) -> bool:
 
 
 class _Lowerer:
-    def __init__(self, module: Module, exact: bool = True):
+    def __init__(self, module: Module, exact: bool = True, target: TargetSpec | None = None):
         self.module = module
         self.exact = exact
+        self.target = target or selected_target()
+        self._target_const: Const | None = None
         self.names = value_names(module)
         self.buffers: list[BufferSpec] = []
         self.consts: list[ConstSpec] = []
@@ -192,6 +197,12 @@ class _Lowerer:
     def const_obj(self, obj, name: str) -> Const:
         self.consts.append(ConstSpec(name, obj))
         return Const(len(self.consts) - 1)
+
+    def target_arg(self) -> tuple[str, Const]:
+        """The `tgt` argument of the conv/GEMM kernels: the marker of the target they are generated for."""
+        if self._target_const is None:
+            self._target_const = self.const_obj(self.target.marker(), f"target {self.target.label}")
+        return ("tgt", self._target_const)
 
     def operand(self, v: Value) -> Buf | Const:
         """Where the value `v` (an activation, or a constant read as one) lives, in program layout."""
@@ -321,8 +332,9 @@ class _Lowerer:
         fn = ("depthwise_f32" if depthwise else "conv2d_f32") + ("_quant" if parts.boundary == "quantize" else "")
         args = [("x", x), ("w", self.const(packed.data, f"{wname}.packed")), ("bias", bias),
                 ("res", res if res is not None else self.no_residual(out, parts)), ("out", out)]
+        tgt = [] if depthwise else [self.target_arg()]
         self.emit(_K + ("depthwise:" if depthwise else "conv_f32:") + fn,
-                  args + self._geometry(a, depthwise) + self._f32_epilogue(parts, res), [out])
+                  args + self._geometry(a, depthwise) + self._f32_epilogue(parts, res) + tgt, [out])
 
     def _gemm_f32(self, a, parts, x, w, b, wname, res, out) -> None:
         n = parts.anchor.result.type.shape[1]
@@ -333,11 +345,11 @@ class _Lowerer:
             x4, o4 = self._as_pixels(x), self._as_pixels(out)
             r4 = self._as_pixels(res) if res is not None else self.no_residual(out, parts)
             args = [("x", x4), ("w", wc), ("bias", bc), ("res", r4), ("out", o4)]
-            self.emit(_K + "conv_f32:conv2d_f32_quant", args + self._pointwise() + self._f32_epilogue(parts, res),
-                      [o4])
+            self.emit(_K + "conv_f32:conv2d_f32_quant",
+                      args + self._pointwise() + self._f32_epilogue(parts, res) + [self.target_arg()], [o4])
         else:
             args = [("a", x), ("w", wc), ("bias", bc), ("res", res if res is not None else out), ("out", out)]
-            self.emit(_K + "gemm:gemm_f32", args + self._f32_epilogue(parts, res), [out])
+            self.emit(_K + "gemm:gemm_f32", args + self._f32_epilogue(parts, res) + [self.target_arg()], [out])
 
     def _as_pixels(self, ref):
         m, k = self.shape_of(ref)
@@ -357,9 +369,9 @@ class _Lowerer:
         if depthwise:
             packed = packing.pack_depthwise_i8(w).data
         elif is_conv:
-            packed = packing.pack_conv_i8(w, a.attrs["group"]).data
+            packed = packing.pack_conv_i8(w, a.attrs["group"], dot=self.target.int8_dot).data
         else:
-            packed = packing.pack_gemm_i8(w, trans_b=True).data
+            packed = packing.pack_gemm_i8(w, trans_b=True, dot=self.target.int8_dot).data
         bias = self.const(b.astype(np.int32) if b is not None else np.zeros(oc, np.int32), f"{wname}.bias")
         head = [("x", x), ("zx", zx), ("w", self.const(packed, f"{wname}.packed")), ("bias", bias)]
         t1 = a.result.type  # the anchor's own (requantized) result
@@ -398,15 +410,16 @@ class _Lowerer:
             kernel = "conv_i8:conv2d_i8" + mode
         else:
             kernel = "gemm:gemm_i8" + mode
+        tgt = [] if depthwise else [self.target_arg()]
         if kernel.startswith("gemm"):
-            self.emit(_K + kernel, [("a", x), ("za", zx)] + head[2:] + [("out", target)] + tail, [target])
+            self.emit(_K + kernel, [("a", x), ("za", zx)] + head[2:] + [("out", target)] + tail + tgt, [target])
         elif is_conv:
-            self.emit(_K + kernel, head + [("out", target)] + self._geometry(a, depthwise) + tail, [target])
+            self.emit(_K + kernel, head + [("out", target)] + self._geometry(a, depthwise) + tail + tgt, [target])
         else:
             tail = [(k, self._as_pixels(v) if k == "res" else v) for k, v in tail]
             o4 = self._as_pixels(target)
-            self.emit(_K + kernel, [("x", self._as_pixels(x))] + head[1:] + [("out", o4)] + self._pointwise() + tail,
-                      [o4])
+            self.emit(_K + kernel,
+                      [("x", self._as_pixels(x))] + head[1:] + [("out", o4)] + self._pointwise() + tail + tgt, [o4])
         if dequant and self.exact:
             lo, hi = parts.bounds
             size = parts.result_type.size

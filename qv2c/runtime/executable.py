@@ -2,6 +2,7 @@
 
     exe = Executable(module)              # lower -> plan buffers -> render/import (cached on disk)
     Executable(module, exact=False)       # int8->fp32 boundaries fused into the kernel epilogue (see codegen.lower)
+    Executable(module, target=TARGETS["avx2"])   # kernels for another target (default: QV2C_TARGET or the host)
     outputs = exe.run({"input": x})       # {output name: array}
     outputs, times = exe.run({"input": x}, profile=True)   # plus per-kernel seconds
     exe.source                            # the generated Python, one kernel call per line
@@ -29,6 +30,7 @@ from qv2c.codegen.render import load
 from qv2c.ir.core import Module
 from qv2c.ir.interpreter import check_inputs
 from qv2c.runtime.buffer_plan import materialize, plan_buffers
+from qv2c.runtime.kernels.target import TargetSpec
 from qv2c.runtime.precompile import kernel_jobs, precompile
 
 
@@ -45,9 +47,9 @@ class KernelTime:
 class Executable:
     """A compiled module bound to its buffers; see the module docstring."""
 
-    def __init__(self, module: Module, exact: bool = True):
+    def __init__(self, module: Module, exact: bool = True, target: TargetSpec | None = None):
         self.module = module
-        self.program = lower(module, exact)
+        self.program = lower(module, exact, target)
         self.plan = plan_buffers(self.program)
         self._arena, self._buffers = materialize(self.program, self.plan)
         self._consts = tuple(c.data for c in self.program.consts)

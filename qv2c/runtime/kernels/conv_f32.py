@@ -12,11 +12,12 @@ Loop nest:
     for task in prange(groups * pixel_tiles * panel_chunks):        # tiling.plan_tiles
         pixoff = receptive-field offsets of the task's pixels       # indirect.pixel_offsets
         for panel in chunk:                                         # 16 output channels
-            for 6-pixel block of the tile:
-                out[block, panel] = epilogue(sum_taps sum_ch xp[...] * W[panel])   # microkernel.mk_f32_act,
+            for R-pixel block of the tile:
+                out[block, panel] = epilogue(sum_taps sum_ch xp[...] * W[panel])   # dispatch.f32_act,
                                                                                     # one call per panel
 
-The micro-kernel keeps a 6 x 16 accumulator tile in registers over all taps and channels
+The micro-kernel (generated for the target, `target.py`: R = 6 rows of 2 ymm on AVX2, 12 rows
+of 1 zmm on AVX-512) keeps an R x 16 accumulator tile in registers over all taps and channels
 and applies bias, residual and clamp (and, at an fp32 -> int8 boundary, the quantize)
 before its single store.  The weight panel (K x 16 floats) is reused by every block of
 the tile while it sits in L1/L2.  A partial last panel (OC not a multiple of 16) goes
@@ -42,16 +43,17 @@ from qv2c.runtime.kernels.convplan import (
     plan_tap_offsets,
     task_bounds,
 )
+from qv2c.runtime.kernels.dispatch import f32_act, f32_quant, f32_raw
 from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
 from qv2c.runtime.kernels.indirect import pad_nhwc, pixel_offsets
-from qv2c.runtime.kernels.microkernel import PANEL, mk_f32_act, mk_f32_quant, mk_f32_raw
+from qv2c.runtime.kernels.microkernel import PANEL
 from qv2c.runtime.kernels.tiling import FP32_CONV_PARALLEL_MIN_OPS, pad_in_parallel
 
 F32Epilogue = namedtuple("F32Epilogue", "lo32 hi32 has_res quant lo hi q_scale q_zp q_lo q_hi")
 
 
 @njit(cache=True)
-def _task(task, plan, ep, groups, xpf, tapoff, wf, bias, resf, outf):
+def _task(task, plan, ep, groups, xpf, tapoff, wf, bias, resf, outf, tgt):
     """One task of `conv_f32_core`: all its panels over its pixel tile."""
     g, p0, nrows, nblk, pan0, pan1 = task_bounds(task, plan)
     pix = np.empty(nblk, np.int64)
@@ -63,16 +65,16 @@ def _task(task, plan, ep, groups, xpf, tapoff, wf, bias, resf, outf):
         nc = min(PANEL, plan.ocg - pan * PANEL)
         b_off = (g * plan.npan + pan) * plan.kpad * PANEL
         if nc == PANEL and ep.quant:
-            mk_f32_quant(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off, outf, p0 * oc + c0, oc, bias, c0,
+            f32_quant(tgt, nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off, outf, p0 * oc + c0, oc, bias, c0,
                          resf, ep.has_res, ep.lo32, ep.hi32, ep.q_scale, ep.q_zp, ep.q_lo, ep.q_hi)
             continue
         if nc == PANEL:
-            mk_f32_act(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off,
+            f32_act(tgt, nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off,
                        outf, p0 * oc + c0, oc, bias, c0, resf, ep.has_res, ep.lo32, ep.hi32)
             continue
         if acc.size == 0:
             acc = np.empty(nblk * PANEL, np.float32)
-        mk_f32_raw(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off, acc, 0, PANEL)
+        f32_raw(tgt, nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off, acc, 0, PANEL)
         if ep.quant:
             store_f32_quant(acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, resf, ep.has_res, ep.lo, ep.hi,
                             ep.q_scale, ep.q_zp, ep.q_lo, ep.q_hi)
@@ -82,7 +84,7 @@ def _task(task, plan, ep, groups, xpf, tapoff, wf, bias, resf, outf):
 
 @njit(parallel=True, cache=True)
 def conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, has_res,
-                  quant, q_scale, q_zp, q_lo, q_hi):
+                  quant, q_scale, q_zp, q_lo, q_hi, tgt):
     """The driver shared by `conv2d_f32`, `conv2d_f32_quant` and `gemm.gemm_f32` (see module docstring).
 
     x: f32[N, H, W, C]; w: packed f32[G, panels, K, 16]; bias: f32[OC]; res: like `out`
@@ -108,32 +110,33 @@ def conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, 
     ep = F32Epilogue(np.float32(lo), np.float32(hi), has_res, quant, lo, hi, q_scale, q_zp, q_lo, q_hi)
     if plan.parallel:
         for task in prange(ntasks(plan, groups)):
-            _task(np.int64(task), plan, ep, groups, xpf, tapoff, wf, bias, resf, outf)
+            _task(np.int64(task), plan, ep, groups, xpf, tapoff, wf, bias, resf, outf, tgt)
     else:
         for task in range(ntasks(plan, groups)):
-            _task(task, plan, ep, groups, xpf, tapoff, wf, bias, resf, outf)
+            _task(task, plan, ep, groups, xpf, tapoff, wf, bias, resf, outf, tgt)
 
 
 @njit(cache=True)
-def conv2d_f32(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, has_res):
+def conv2d_f32(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, has_res, tgt):
     """out = clamp(conv(x, w) + bias (+ res), lo, hi); NHWC fp32 in and out.
 
     x f32[N,H,W,C]; w = `pack_conv_f32(...).data`; bias f32[OC]; res f32[N,OH,OW,OC] (may be
     `out` itself) or any f32 array when `has_res` is False; out f32[N,OH,OW,OC] (its shape gives
     OH, OW), not overlapping x.  All arrays C-contiguous; mismatched shapes raise ValueError.  kh, kw: kernel;
     sh, sw: strides; pt, pl: top/left pads (bottom/right follow from OH, OW); dh, dw: dilations;
-    lo, hi: activation clamp (-inf/inf for none, 0/inf relu, 0/6 relu6).
+    lo, hi: activation clamp (-inf/inf for none, 0/inf relu, 0/6 relu6); tgt: the target marker
+    (`target.TargetSpec.marker()`) whose micro-kernels run.
     """
     conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, has_res,
-                  False, 1.0, 0, 0, 0)
+                  False, 1.0, 0, 0, 0, tgt)
 
 
 @njit(cache=True)
 def conv2d_f32_quant(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, has_res,
-                     q_scale, q_zp, q_lo, q_hi):
+                     q_scale, q_zp, q_lo, q_hi, tgt):
     """As `conv2d_f32`, then quantize to u8/i8 `out`: clip(rint(y / q_scale) + q_zp, q_lo, q_hi)."""
     conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, has_res,
-                  True, q_scale, q_zp, q_lo, q_hi)
+                  True, q_scale, q_zp, q_lo, q_hi, tgt)
 
 
 def conv_output_hw(h: int, w: int, kernel, strides, pads, dilations) -> tuple[int, int]:

@@ -7,14 +7,20 @@ Arithmetic (the `qv.qconv` contract of `qv2c/ir/quant_ops.py`):
 
 How it is computed, and why it is exact:
 
-- The input is first widened once to int16 `x - zx` with a zero border
+Two dot products, chosen by the packed weight (`packing.pack_conv_i8(..., dot)`, see `target.py`;
+the input preparation that goes with each is in `i8_input.py`):
+
+- "pairs": the input is first widened once to int16 `x - zx` with a zero border
   (`indirect.pad_widen_s16`), so padding is exactly the input zero point and no weight-sum
-  correction term is needed; each group's channels are padded to an even count.
-- Weights are packed as int16 pairs (`packing.pack_conv_i8`); the micro-kernel
-  (`microkernel.mk_s16_*`) multiplies int16 x int16 into int32 and adds pairs: one
+  correction term is needed; each group's channels are padded to an even count.  Weights are
+  int16 pairs; the micro-kernel multiplies int16 x int16 into int32 and adds pairs: one
   `vpmaddwd` (+ `vpaddd`) per 16 multiply-accumulates on AVX2.  A pair sum is at most
   2 * 255 * 128 in magnitude, so nothing saturates, unlike the `vpmaddubsw` (u8 x s8 ->
   saturating s16) path, which is exact only with 7-bit weights.
+- "quads" (AVX-512 VNNI): the input stays u8 (read in place when nothing needs padding), weights
+  are int8 in groups of 4, and one `vpdpbusd` adds 4 u8 x s8 products per int32 lane without
+  saturating.  The zero point comes out through the bias: bias - zx * sum_k w[oc, k], with the
+  padding border holding zx so its taps cancel exactly.
 - Sums wrap modulo 2**32 only if the true sum leaves int32, which the reference
   interpreter rejects (`QV2CError`), so results are bit-exact.
 
@@ -43,6 +49,7 @@ from qv2c.runtime.kernels.convplan import (
     plan_tap_offsets,
     task_bounds,
 )
+from qv2c.runtime.kernels.dispatch import int8_raw
 from qv2c.runtime.kernels.i8_epilogue import (
     dequant_params,
     panel_kernel,
@@ -50,13 +57,14 @@ from qv2c.runtime.kernels.i8_epilogue import (
     requant_params,
     store_block,
 )
-from qv2c.runtime.kernels.indirect import pad_widen_s16, pixel_offsets
-from qv2c.runtime.kernels.microkernel import PANEL, mk_s16_raw
-from qv2c.runtime.kernels.tiling import PARALLEL_MIN_OPS, pad_in_parallel
+from qv2c.runtime.kernels.i8_input import dot_width, effective_bias, packed_k, prepare_input
+from qv2c.runtime.kernels.indirect import pixel_offsets
+from qv2c.runtime.kernels.microkernel import PANEL
+from qv2c.runtime.kernels.tiling import PARALLEL_MIN_OPS
 
 
 @njit(cache=True)
-def _task(task, plan, ep, xpf, tapoff, wf, bias, mult, fbias, resf, outf):
+def _task(task, plan, ep, xpf, tapoff, wf, bias, mult, fbias, resf, outf, tgt):
     """One task of `conv_i8_core`: all its panels over its pixel tile."""
     g, p0, nrows, nblk, pan0, pan1 = task_bounds(task, plan)
     pix = np.empty(nblk, np.int64)
@@ -68,49 +76,52 @@ def _task(task, plan, ep, xpf, tapoff, wf, bias, mult, fbias, resf, outf):
         nc = min(PANEL, plan.ocg - pan * PANEL)
         b_off = (g * plan.npan + pan) * plan.kpad * PANEL
         if nc == PANEL:
-            panel_kernel(ep, nrows, xpf, pix, tapoff, plan.ntaps, plan.kc, wf, b_off, outf, p0 * oc + c0, oc,
+            panel_kernel(tgt, ep, nrows, xpf, pix, tapoff, plan.ntaps, plan.kc, wf, b_off, outf, p0 * oc + c0, oc,
                          bias, mult, fbias, resf, c0)
             continue
         if acc.size == 0:
             acc = np.empty(nblk * PANEL, np.int32)
-        mk_s16_raw(nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off, acc, 0, PANEL)
+        int8_raw(tgt, nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off, acc, 0, PANEL)
         store_block(ep, acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, mult, fbias, resf)
 
 
 @njit(parallel=True, cache=True)
-def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, ep, mult, fbias, res):
+def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, ep, mult, fbias, res, tgt):
     """Driver shared by the int8 conv and GEMM entry points.
 
-    x: u8/i8 [N, H, W, C]; w: packed int16 [G, panels, Kp/2, 16, 2]; bias: int32[OC];
+    x: u8/i8 [N, H, W, C]; w: packed `pack_conv_i8(..., dot)`: int16 [G, panels, Kp/2, 16, 2] ("pairs")
+    or int8 [G, panels, Kp/4 + 1, 16, 4] ("quads"); bias: int32[OC];
     out: [N, OH, OW, OC], u8/i8 (`Requant`, `RequantAdd`) or f32 (`Dequant`); `ep` one of the
     `i8_epilogue` tuples; `mult` is M[oc] (float32) or shifts (int32) when requantizing, the
-    dequantization scale S[oc] for `Dequant`; `fbias` the fp32 bias of `Dequant`, `res` the residual.
+    dequantization scale S[oc] for `Dequant`; `fbias` the fp32 bias of `Dequant`, `res` the residual;
+    `tgt` the target marker whose micro-kernels run.
     """
     n, h, wd, c = x.shape
     oh, ow, oc = out.shape[1], out.shape[2], out.shape[3]
-    groups, npan, kp = w.shape[0], w.shape[1], w.shape[2]
+    groups, npan = w.shape[0], w.shape[1]
+    width = dot_width(w)
+    kpad = packed_k(w)
     icg = c // groups
-    icp = icg + icg % 2
-    check_conv_args(x, out, bias, res, ep.has_res, kh, kw, groups, npan, 2 * kp, icp)
-    plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, 2 * kp, icp // 2,
-                               groups * icp, icp, PARALLEL_MIN_OPS))
-    xp = np.empty((n, plan.hp, plan.wp, groups * icp), np.int16)
-    pad_widen_s16(x, zx, pt, pl, groups, xp, pad_in_parallel(plan.parallel, xp.size, icp != icg))
-    xpf = xp.reshape(xp.size)
+    icp = -(-icg // width) * width
+    check_conv_args(x, out, bias, res, ep.has_res, kh, kw, groups, npan, kpad, icp)
+    plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan,
+                               w.shape[2] * width, icp // width, groups * icp, icp, PARALLEL_MIN_OPS * 2 // width))
+    xpf = prepare_input(w, x, zx, pt, pl, groups, plan.hp, plan.wp, icp, plan.parallel)
+    beff = effective_bias(w, x, zx, bias, oc)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)
     resf = res.reshape(res.size)
     tapoff = plan_tap_offsets(plan, kh, kw, dh, dw)
     if plan.parallel:
         for task in prange(ntasks(plan, groups)):
-            _task(np.int64(task), plan, ep, xpf, tapoff, wf, bias, mult, fbias, resf, outf)
+            _task(np.int64(task), plan, ep, xpf, tapoff, wf, beff, mult, fbias, resf, outf, tgt)
     else:
         for task in range(ntasks(plan, groups)):
-            _task(task, plan, ep, xpf, tapoff, wf, bias, mult, fbias, resf, outf)
+            _task(task, plan, ep, xpf, tapoff, wf, beff, mult, fbias, resf, outf, tgt)
 
 
 @njit(cache=True)
-def conv2d_i8(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult, zy, lo, hi):
+def conv2d_i8(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult, zy, lo, hi, tgt):
     """u8/i8 NHWC `out` = clip(requantize(acc, mult[oc]) + zy, lo, hi), acc = conv(x - zx, w) + bias.
 
     x u8/i8 [N,H,W,C] with zero point zx; w = `pack_conv_i8(...).data`; bias int32[OC];
@@ -118,23 +129,25 @@ def conv2d_i8(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult, zy, lo,
     ("shift": integer round-half-up shift, `quant_math.requantize_shift`);
     [lo, hi] = activation bounds (integers) of the output.  Geometry as in `conv_f32.conv2d_f32`.
     """
-    conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, requant_params(zy, lo, hi), mult, mult, out)
+    conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, requant_params(zy, lo, hi), mult, mult, out,
+                 tgt)
 
 
 @njit(cache=True)
 def conv2d_i8_add(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult, z1, lo1, hi1, s1,
-                  res, zr, sr, sy, zy, lo, hi):
+                  res, zr, sr, sy, zy, lo, hi, tgt):
     """qconv to an intermediate grid (mult, z1, [lo1, hi1], scale s1) fused with `qv.qadd` of `res`.
 
     res: u8/i8 NHWC like `out`, zero point zr, scale sr; output scale sy, zero point zy, bounds [lo, hi].
     Bit-identical to `conv2d_i8` into a temporary followed by the reference `qv.qadd`.
     """
     conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
-                 requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res)
+                 requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res, tgt)
 
 
 @njit(cache=True)
-def conv2d_i8_dequant(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, scale, fbias, res, has_res, lo, hi):
+def conv2d_i8_dequant(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, scale, fbias, res, has_res, lo, hi,
+                      tgt):
     """fp32 NHWC `out` = clamp(f32(acc) * scale[oc] + fbias[oc] (+ res), lo, hi): an int8 -> fp32 boundary."""
     conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, dequant_params(has_res, lo, hi), scale, fbias,
-                 res)
+                 res, tgt)

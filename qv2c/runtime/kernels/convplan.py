@@ -14,7 +14,7 @@ from collections import namedtuple
 from numba import njit
 
 from qv2c.runtime.kernels.indirect import tap_offsets
-from qv2c.runtime.kernels.microkernel import MAX_ROWS, PANEL
+from qv2c.runtime.kernels.microkernel import PANEL, ROW_ROUND
 from qv2c.runtime.kernels.tiling import plan_tiles, run_parallel
 
 ConvPlan = namedtuple("ConvPlan", [
@@ -95,14 +95,15 @@ def plan_tap_offsets(plan, kh, kw, dh, dw):
 
 @njit(cache=True)
 def task_bounds(task, plan):
-    """(group, first pixel, pixel count, rows rounded up to whole 6-row blocks, first panel, end panel)."""
+    """(group, first pixel, pixel count, rows rounded up to `microkernel.ROW_ROUND` (the pixel-offset and
+    scratch rows a tail block may read or write), first panel, end panel)."""
     g = task // (plan.nptiles * plan.nchunks)
     t = (task // plan.nchunks) % plan.nptiles
     pan0 = (task % plan.nchunks) * plan.per_chunk
     pan1 = min(plan.npan, pan0 + plan.per_chunk)
     p0 = t * plan.ptile
     nrows = min(plan.ptile, plan.npix - p0)
-    return g, p0, nrows, -(-nrows // MAX_ROWS) * MAX_ROWS, pan0, pan1
+    return g, p0, nrows, -(-nrows // ROW_ROUND) * ROW_ROUND, pan0, pan1
 
 
 @njit(cache=True)

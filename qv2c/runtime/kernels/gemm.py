@@ -39,19 +39,19 @@ def _pointwise(a):
 
 
 @njit(cache=True)
-def gemm_f32(a, w, bias, res, out, lo, hi, has_res):
+def gemm_f32(a, w, bias, res, out, lo, hi, has_res, tgt):
     """out[M, N] = clamp(a @ W^T + bias (+ res), lo, hi); a, res, out fp32 row-major; w packed."""
-    conv2d_f32(_as_pixels(a), w, bias, _as_pixels(res), _as_pixels(out), *_pointwise(a), lo, hi, has_res)
+    conv2d_f32(_as_pixels(a), w, bias, _as_pixels(res), _as_pixels(out), *_pointwise(a), lo, hi, has_res, tgt)
 
 
 @njit(cache=True)
-def gemm_i8(a, za, w, bias, out, mult, zy, lo, hi):
+def gemm_i8(a, za, w, bias, out, mult, zy, lo, hi, tgt):
     """out[M, N] (u8/i8) = clip(rint(f32(sum_k (a - za) * W + bias) * mult[n]) + zy, lo, hi)."""
-    conv2d_i8(_as_pixels(a), za, w, bias, _as_pixels(out), *_pointwise(a), mult, zy, lo, hi)
+    conv2d_i8(_as_pixels(a), za, w, bias, _as_pixels(out), *_pointwise(a), mult, zy, lo, hi, tgt)
 
 
 @njit(cache=True)
-def gemm_i8_dequant(a, za, w, bias, out, scale, fbias, res, has_res, lo, hi):
+def gemm_i8_dequant(a, za, w, bias, out, scale, fbias, res, has_res, lo, hi, tgt):
     """out[M, N] fp32 = clamp(f32(sum_k (a - za) * W + bias) * scale[n] + fbias[n] (+ res), lo, hi)."""
     conv2d_i8_dequant(_as_pixels(a), za, w, bias, _as_pixels(out), *_pointwise(a),
-                      scale, fbias, _as_pixels(res), has_res, lo, hi)
+                      scale, fbias, _as_pixels(res), has_res, lo, hi, tgt)

@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from qv2c.runtime.kernels.dispatch import int8_dequant, int8_requant, int8_requant_add
 from qv2c.runtime.kernels.epilogue import store_dequant, store_requant, store_requant_add
 from qv2c.runtime.kernels.microkernel import (
     dw_i8_dequant_8,
@@ -38,9 +39,6 @@ from qv2c.runtime.kernels.microkernel import (
     dw_i8_requant_16,
     dw_i8_requant_add_8,
     dw_i8_requant_add_16,
-    mk_s16_dequant,
-    mk_s16_requant,
-    mk_s16_requant_add,
 )
 
 #: y = requantize(acc) + zy in [lo, hi]; tlo/thi = lo - zy, hi - zy as float32 (see `epilogue.store_requant`)
@@ -80,8 +78,9 @@ def _kind(ep) -> type:
 
 
 # -- the dispatch functions (Python stubs; Numba compiles the overloads) ---------------------
-def panel_kernel(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf, c0):
-    """Micro-kernel for `nrows` pixels x one full 16-channel weight panel, with `ep`'s epilogue."""
+def panel_kernel(tgt, ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf,
+                 c0):
+    """Micro-kernel of target `tgt` for `nrows` pixels x one full 16-channel weight panel, with `ep`'s epilogue."""
     raise NotImplementedError("compiled by Numba only")
 
 
@@ -97,23 +96,25 @@ def dw_kernel(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, 
 
 
 @overload(panel_kernel)
-def _panel_kernel(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf, c0):
+def _panel_kernel(tgt, ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf,
+                  c0):
     kind = _kind(ep)
     if kind is Requant:
-        def requant(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf, c0):
-            mk_s16_requant(nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, c0,
-                           ep.tlo, ep.thi, ep.zy)
+        def requant(tgt, ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf,
+                    c0):
+            int8_requant(tgt, nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, c0,
+                         ep.tlo, ep.thi, ep.zy)
         return requant
     if kind is RequantAdd:
-        def requant_add(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf,
-                        c0):
-            mk_s16_requant_add(nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, c0,
-                               ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
+        def requant_add(tgt, ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias,
+                        resf, c0):
+            int8_requant_add(tgt, nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, c0,
+                             ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
         return requant_add
 
-    def dequant(ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf, c0):
-        mk_s16_dequant(nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, c0,
-                       resf, ep.has_res, ep.lo, ep.hi)
+    def dequant(tgt, ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf, c0):
+        int8_dequant(tgt, nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, c0,
+                     resf, ep.has_res, ep.lo, ep.hi)
     return dequant
 
 

@@ -7,8 +7,11 @@ needs an input in which every tap of every output pixel exists, so:
 - `pad_nhwc` copies an NHWC input into a zero-bordered buffer (fp32 convs with padding);
 - `pad_widen_s16` does the same for int8 while widening to int16 and subtracting the zero
   point, so padding holds exactly 0 = (zx - zx).  It also pads each group's channels to an
-  even count, because the int8 kernel consumes channel *pairs* (`packing.pack_conv_i8` pads
-  the weights the same way).  Stride-1 1x1 convs need it too, just without the border.
+  even count, because the "pairs" int8 kernel consumes channel *pairs* (`packing.pack_conv_i8`
+  pads the weights the same way).  Stride-1 1x1 convs need it too, just without the border.
+- `pad_u8_quads` prepares the "quads" (`vpdpbusd`) int8 kernel's input: u8 (i8 shifted by 128),
+  border = the zero point, channels per group padded to a multiple of 4.  A u8 input with no
+  padding and a multiple of 4 channels is read in place, with no copy at all.
 
 Then `tap_offsets` gives tapoff[t] = (kh*dh*Wp + kw*dw)*Cp and `pixel_offsets` gives
 pixoff[p] = ((n*Hp + oh*sh)*Wp + ow*sw)*Cp + g*ICgp for a run of output pixels.
@@ -98,6 +101,57 @@ def pad_widen_s16(x, zx, pt, pl, groups, xp, parallel):
     else:
         for row in range(rows):
             _pad_widen_row(x, zx, pt, pl, groups, xp, row)
+
+
+@njit(cache=True)
+def _pad_quads_row(x, shift, zu, pt, pl, groups, xp, row):
+    """Row `row` (flat over N, Hp) of `pad_u8_quads`."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    hp, wp, cp = xp.shape[1], xp.shape[2], xp.shape[3]
+    icg = c // groups
+    icp = cp // groups
+    b = row // hp
+    y = row - b * hp - pt
+    dst = xp[b, row - b * hp].reshape(wp * cp)
+    border = np.uint8(zu)
+    if y < 0 or y >= h:
+        dst[:] = border
+        return
+    dst[:pl * cp] = border
+    dst[(pl + w) * cp:] = border
+    src = x[b, y].reshape(w * c)
+    if icp == icg:
+        inner = dst[pl * cp:(pl + w) * cp]
+        for i in range(w * c):
+            inner[i] = np.uint8((np.int32(src[i]) + shift) & 255)
+        return
+    for xo in range(w):  # each group's channels padded to a multiple of 4 (zero weights there)
+        d0 = (pl + xo) * cp
+        s0 = xo * c
+        for g in range(groups):
+            for i in range(icg):
+                dst[d0 + g * icp + i] = np.uint8((np.int32(src[s0 + g * icg + i]) + shift) & 255)
+            for i in range(icg, icp):
+                dst[d0 + g * icp + i] = border
+
+
+@njit(parallel=True, cache=True)
+def pad_u8_quads(x, shift, zu, pt, pl, groups, xp, parallel):
+    """The u8 input of the "quads" (`vpdpbusd`) int8 kernels:
+    xp[n, pt + y, pl + x, g*ICgq + i] = u8(x[n, y, x, g*ICg + i] + shift), the border = zu (the input
+    zero point on the u8 grid) and each group's channels padded to a multiple of 4 with zu.
+
+    `shift` is 0 for u8 input and 128 for i8 (i8 + 128 is the same grid on u8, zero point zx + 128).
+    The border holds the zero point, so padding taps contribute (zu - zu) * w = 0 once the kernel's
+    per-channel correction (bias - zu * sum_k w) is applied.
+    """
+    rows = xp.shape[0] * xp.shape[1]
+    if parallel:
+        for row in prange(rows):
+            _pad_quads_row(x, shift, zu, pt, pl, groups, xp, row)
+    else:
+        for row in range(rows):
+            _pad_quads_row(x, shift, zu, pt, pl, groups, xp, row)
 
 
 @njit(cache=True)

@@ -57,6 +57,8 @@ latency; integer adds have 1-cycle latency and need no split.
 
 from __future__ import annotations
 
+from functools import cache
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -64,8 +66,6 @@ from numba.extending import intrinsic
 
 #: output channels per weight panel (two 8-lane vectors)
 PANEL = 16
-#: pixel rows of the largest micro-kernel
-MAX_ROWS = 6
 
 _I1 = ir.IntType(1)
 _I8 = ir.IntType(8)
@@ -81,8 +81,16 @@ def _c64(v: int):
     return ir.Constant(_I64, v)
 
 
-def _ksplit(kind: str, rows: int) -> int:
-    return {1: 4, 2: 2, 3: 2}.get(rows, 1) if kind == "f32" else 1
+def _ksplit(kind: str, rows: int, nvec: int) -> int:
+    """Partial sums per accumulator so that >= 8 independent chains hide the FMA / `vpdpbusd` latency
+    (4-5 cycles, 1-2 per cycle); `vpmaddwd` results meet a 1-cycle `vpaddd`, so "s16" needs no split."""
+    if kind == "s16":
+        return 1
+    return max(1, min(8, -(-8 // (rows * nvec))))
+
+
+def _vec(elem, lanes: int):
+    return ir.VectorType(elem, lanes)
 
 
 # -- argument handling ---------------------------------------------------------------
@@ -210,12 +218,39 @@ def _store_ints(builder, f, ptr, dtype):
 
 
 # -- the accumulation loop ---------------------------------------------------------
-def _accumulate(builder, kind, rows, args):
-    """Emit the tap/channel loops; return acc[r][j] (<8 x float> or <8 x i32> values)."""
-    ksplit = _ksplit(kind, rows)
-    vt = _VF if kind == "f32" else _VI
+#: bytes of one reduction step of a 16-channel weight panel: 16 fp32, 16 int16 pairs, 16 int8 quads
+_STEP_ELEMS = {"f32": PANEL, "s16": 2 * PANEL, "u8s8": 4 * PANEL}
+#: element type of the activations / weights each accumulation kind reads
+_ELEM = {"f32": _F32, "s16": _I16, "u8s8": _I8}
+
+
+def _vnni_dot(builder, acc, xq, wq, lanes, vnni):
+    """acc + (per i32 lane) the sum of the four u8 x s8 byte products of xq (u8) and wq (s8).
+
+    "native": one `vpdpbusd` (`llvm.x86.avx512.vpdpbusd.{256,512}`; LLVM never forms it from
+    portable IR).  "emulated": the same sums in portable IR: zero-extend the activation bytes,
+    sign-extend the weight bytes, multiply in int32 and add the four lanes of each group.  Both
+    wrap modulo 2**32 (no saturation), so they agree bit for bit.
+    """
+    vi = _vec(_I32, lanes)
+    if vnni == "native":
+        fn = _intrinsic_fn(builder, f"llvm.x86.avx512.vpdpbusd.{32 * lanes}", vi, 3)
+        return builder.call(fn, [acc, xq, wq])
+    bytes_ty, wide_ty = _vec(_I8, 4 * lanes), _vec(_I32, 4 * lanes)
+    prod = builder.mul(builder.zext(builder.bitcast(xq, bytes_ty), wide_ty),
+                       builder.sext(builder.bitcast(wq, bytes_ty), wide_ty))
+    quad = [builder.shuffle_vector(prod, prod, ir.Constant(vi, list(range(b, 4 * lanes, 4)))) for b in range(4)]
+    return builder.add(acc, builder.add(builder.add(quad[0], quad[1]), builder.add(quad[2], quad[3])))
+
+
+def _accumulate(builder, kind, rows, args, target):
+    """Emit the tap/channel loops; return acc[r][v] (`lanes`-wide <float> or <i32> vectors, v < 16 / lanes)."""
+    lanes = target.lanes
+    nvec = PANEL // lanes
+    ksplit = _ksplit(kind, rows, nvec)
+    vt = _vec(_F32 if kind == "f32" else _I32, lanes)
     zero = ir.Constant(vt, None)
-    slots = [[[cgutils.alloca_once(builder, vt) for _ in range(2)] for _ in range(rows)] for _ in range(ksplit)]
+    slots = [[[cgutils.alloca_once(builder, vt) for _ in range(nvec)] for _ in range(rows)] for _ in range(ksplit)]
     for s in slots:
         for row in s:
             for slot in row:
@@ -226,44 +261,53 @@ def _accumulate(builder, kind, rows, args):
     kc = args["kc"]
     rowbase = [builder.gep(a, [builder.load(builder.gep(rowoff, [builder.add(args["ro"], _c64(r))]))])
                for r in range(rows)]
-    bstep = _c64(PANEL if kind == "f32" else 2 * PANEL)
+    bstep = _c64(_STEP_ELEMS[kind])
+    per_vec = _STEP_ELEMS[kind] // nvec  # weight elements of one vector
     if kind == "f32":
-        fma = _intrinsic_fn(builder, "llvm.fmuladd.v8f32", _VF, 3)
-    else:
-        v16 = ir.VectorType(_I16, 16)
-        w16 = ir.VectorType(_I32, 16)
-        even = ir.Constant(_VI, list(range(0, 16, 2)))
-        odd = ir.Constant(_VI, list(range(1, 16, 2)))
+        fma = _intrinsic_fn(builder, f"llvm.fmuladd.v{lanes}f32", vt, 3)
+    elif kind == "s16":
+        v16 = _vec(_I16, 2 * lanes)
+        w16 = _vec(_I32, 2 * lanes)
+        even = ir.Constant(vt, list(range(0, 2 * lanes, 2)))
+        odd = ir.Constant(vt, list(range(1, 2 * lanes, 2)))
 
     with cgutils.for_range(builder, args["ntaps"]) as tap_loop:
         t = tap_loop.index
         toff = builder.load(builder.gep(tapoff, [t]))
         rp = [builder.gep(rb, [toff]) for rb in rowbase]
         if kind != "f32":
-            rp = [builder.bitcast(p, _I32.as_pointer()) for p in rp]  # one i32 = one (k, k+1) int16 pair
+            # one i32 = one (k, k+1) int16 pair, or one (k .. k+3) u8 quad
+            rp = [builder.bitcast(p, _I32.as_pointer()) for p in rp]
         bt = builder.gep(bbase, [builder.mul(builder.mul(t, kc), bstep)])
 
         def step(k, s):
             bk = builder.gep(bt, [builder.mul(k, bstep)])
             if kind == "f32":
-                bv = [_vload(builder, builder.gep(bk, [_c64(8 * j)]), _VF, 4) for j in range(2)]
+                bv = [_vload(builder, builder.gep(bk, [_c64(per_vec * j)]), vt, 4) for j in range(nvec)]
+            elif kind == "s16":
+                bv = [builder.sext(_vload(builder, builder.gep(bk, [_c64(per_vec * j)]), v16, 2), w16)
+                      for j in range(nvec)]
             else:
-                bv = [builder.sext(_vload(builder, builder.gep(bk, [_c64(16 * j)]), v16, 2), w16) for j in range(2)]
+                bv = [_vload(builder, builder.gep(bk, [_c64(per_vec * j)]), vt, 1) for j in range(nvec)]
             for r in range(rows):
-                x = builder.load(builder.gep(rp[r], [k]), align=4 if kind == "f32" else 2)
+                x = builder.load(builder.gep(rp[r], [k]), align={"f32": 4, "s16": 2, "u8s8": 1}[kind])
                 if kind == "f32":
-                    xv = _splat(builder, _VF, x)
+                    xv = _splat(builder, vt, x)
+                elif kind == "s16":
+                    xv = builder.sext(builder.bitcast(_splat(builder, vt, x), v16), w16)
                 else:
-                    xv = builder.sext(builder.bitcast(_splat(builder, _VI, x), v16), w16)
-                for j in range(2):
+                    xv = _splat(builder, vt, x)
+                for j in range(nvec):
                     slot = slots[s][r][j]
                     if kind == "f32":
                         new = builder.call(fma, [xv, bv[j], builder.load(slot)])
-                    else:
+                    elif kind == "s16":
                         prod = builder.mul(xv, bv[j])
                         pair = builder.add(builder.shuffle_vector(prod, prod, even),
                                            builder.shuffle_vector(prod, prod, odd))
                         new = builder.add(builder.load(slot), pair)
+                    else:
+                        new = _vnni_dot(builder, builder.load(slot), xv, bv[j], lanes, target.vnni)
                     builder.store(new, slot)
 
         if ksplit == 1:
@@ -282,13 +326,27 @@ def _accumulate(builder, kind, rows, args):
     acc = []
     for r in range(rows):
         row = []
-        for j in range(2):
+        for j in range(nvec):
             v = builder.load(slots[0][r][j])
             for s in range(1, ksplit):
-                v = builder.fadd(v, builder.load(slots[s][r][j]))
+                v = builder.fadd(v, builder.load(slots[s][r][j])) if kind == "f32" else \
+                    builder.add(v, builder.load(slots[s][r][j]))
             row.append(v)
-        acc.append(row)
+        acc.append(_as_octets(builder, row))
     return acc
+
+
+def _as_octets(builder, row):
+    """A row of accumulator vectors regrouped as 8-lane vectors, the width the epilogues work in
+    (a 16-lane zmm splits into two halves, two 4-lane vectors join into one)."""
+    lanes = row[0].type.count
+    if lanes == 8:
+        return row
+    if lanes == 16:
+        return [builder.shuffle_vector(v, v, ir.Constant(_VI, list(range(h * 8, h * 8 + 8))))
+                for v in row for h in range(2)]
+    return [builder.shuffle_vector(row[i], row[i + 1], ir.Constant(_VI, list(range(8))))
+            for i in range(0, len(row), 2)]
 
 
 # -- epilogues -------------------------------------------------------------------------
@@ -457,44 +515,74 @@ _EPILOGUES = {"raw": _epilogue_raw, "f32": _epilogue_f32, "f32_quant": _epilogue
               "requant_add": _epilogue_requant_add, "dequant": _epilogue_dequant}
 
 
-def _block(builder, kind, rows, epilogue, args):
+def _block(builder, kind, rows, epilogue, args, target):
     """One block: accumulate `rows` rows, then the epilogue (rows >= args['nvalid'] not stored)."""
-    acc = _accumulate(builder, kind, rows, args)
+    acc = _accumulate(builder, kind, rows, args, target)
     _EPILOGUES[epilogue](builder, kind, acc, args)
 
 
-def _emit_kernel(builder, kind, epilogue, args):
-    """Blocks of 6 rows over all `nrows`, then one tail block of the smallest height >= the remainder."""
+def tail_heights(rows: int) -> tuple[int, ...]:
+    """Block heights for the rows left after the full blocks: the smallest height >= the remainder
+    runs it (computing up to a few rows that are not stored; callers give `rowoff` entries up to a
+    multiple of `ROW_ROUND`)."""
+    return tuple(h for h in (1, 2, 4, 6, 8, 12) if h < rows) + (rows,)
+
+
+#: callers round `rowoff` (and raw scratch tiles) up to a multiple of this many rows: every
+#: target's block height divides it, so a tail block never reads past it
+ROW_ROUND = 12
+
+
+def _emit_kernel(builder, kind, epilogue, args, target):
+    """Blocks of `target.rows` rows over all `nrows`, then one tail block of the smallest height >= the
+    remainder (`tail_heights`)."""
     nrows = args["nrows"]
+    rows = target.rows
     step_out = args["ldc"] if epilogue == "raw" else args["ldo"]
     out_key = "c_off" if epilogue == "raw" else "o_off"
-    nfull = builder.sdiv(nrows, _c64(MAX_ROWS))
+    nfull = builder.sdiv(nrows, _c64(rows))
 
     def at(first_row, nvalid):
         return args.with_values(ro=builder.add(args["ro"], first_row), nvalid=nvalid,
                                 **{out_key: builder.add(args[out_key], builder.mul(first_row, step_out))})
 
     with cgutils.for_range(builder, nfull) as loop:
-        _block(builder, kind, MAX_ROWS, epilogue, at(builder.mul(loop.index, _c64(MAX_ROWS)), _c64(MAX_ROWS)))
-    first = builder.mul(nfull, _c64(MAX_ROWS))
+        _block(builder, kind, rows, epilogue, at(builder.mul(loop.index, _c64(rows)), _c64(rows)), target)
+    first = builder.mul(nfull, _c64(rows))
     tail = builder.sub(nrows, first)
-    # tail in {0..5}: heights 6 (tail 5), 4 (tail 3, 4), 2, 1
-    for height, lo_, hi_ in ((6, 5, 5), (4, 3, 4), (2, 2, 2), (1, 1, 1)):
+    lo_ = 1
+    for height in tail_heights(rows):  # e.g. rows 6: tails 1 -> 1, 2 -> 2, 3..4 -> 4, 5 -> 6
+        hi_ = min(height, rows - 1)
+        if lo_ > hi_:
+            continue
         cond = builder.and_(builder.icmp_signed(">=", tail, _c64(lo_)), builder.icmp_signed("<=", tail, _c64(hi_)))
         with builder.if_then(cond):
-            _block(builder, kind, height, epilogue, at(first, tail))
+            _block(builder, kind, height, epilogue, at(first, tail), target)
+        lo_ = hi_ + 1
 
 
-def _make(kind: str, epilogue: str):
-    """An intrinsic computing `nrows` x 16 outputs with accumulation `kind` ("f32"/"s16") and `epilogue`."""
+#: element types of the activations / weights of each accumulation kind
+_OPERAND_DTYPES = {"f32": ((types.float32,), types.float32, types.float32),
+                   "s16": ((types.int16,), types.int16, types.int32),
+                   "u8s8": ((types.uint8,), types.int8, types.int32)}
+
+
+@cache
+def conv_kernel(target, kind: str, epilogue: str):
+    """The intrinsic computing `nrows` x 16 outputs for `target` (a `target.TargetSpec`) with accumulation
+    `kind` ("f32"; "s16": int16 pairs; "u8s8": u8 x s8 quads) and `epilogue`; generated on first use.
+
+    Arguments: `_ACC_ARGS` followed by the epilogue's `_EPILOGUE_ARGS`.  Rows [ro, ro + nrows) of
+    `rowoff` are computed; `rowoff` must hold entries up to a multiple of `ROW_ROUND` rows.
+    """
     spec = _ACC_ARGS + _EPILOGUE_ARGS[epilogue]
-    a_dtype, acc_dtype = (types.float32, types.float32) if kind == "f32" else (types.int16, types.int32)
+    a_dtypes, b_dtype, acc_dtype = _OPERAND_DTYPES[kind]
 
     def typer(typingctx, *argtys):
         if not all(_KIND_OK[k](t) for (_, k), t in zip(spec, argtys)):
             return None
         named = {n: t for (n, _), t in zip(spec, argtys)}
-        if named["a"].dtype != a_dtype or named["b"].dtype != a_dtype:
+        if named["a"].dtype not in a_dtypes or named["b"].dtype != b_dtype:
             return None
         if named["rowoff"].dtype != types.int64 or named["tapoff"].dtype != types.int64:
             return None
@@ -505,28 +593,17 @@ def _make(kind: str, epilogue: str):
         sig = types.void(*argtys)
 
         def codegen(context, builder, signature, llargs):
-            _emit_kernel(builder, kind, epilogue, _Args(context, builder, signature, llargs, spec))
+            _emit_kernel(builder, kind, epilogue, _Args(context, builder, signature, llargs, spec), target)
             return context.get_dummy_value()
 
         return sig, codegen
 
     # numba.extending.intrinsic needs an explicit parameter list (no *args): spell it out.
     params = ", ".join(n for n, _ in spec)
-    name = f"mk_{kind}_{epilogue}"
+    name = f"mk_{target.name.replace('-', '_')}_{target.vnni}_{kind}_{epilogue}"
     namespace = {"_typer": typer}
     exec(f"def {name}(typingctx, {params}):\n    return _typer(typingctx, {params})\n", namespace)
     return intrinsic(namespace[name])
-
-
-# The kernels.  Each computes rows [ro, ro + nrows) of rowoff x 16 channels; argument lists
-# are _ACC_ARGS followed by the epilogue's _EPILOGUE_ARGS.
-mk_f32_raw = _make("f32", "raw")
-mk_f32_act = _make("f32", "f32")
-mk_f32_quant = _make("f32", "f32_quant")
-mk_s16_raw = _make("s16", "raw")
-mk_s16_requant = _make("s16", "requant")
-mk_s16_requant_add = _make("s16", "requant_add")
-mk_s16_dequant = _make("s16", "dequant")
 
 
 # -- depthwise row kernels ------------------------------------------------------------

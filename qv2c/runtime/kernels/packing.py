@@ -10,8 +10,10 @@ kernel touches consecutive memory:
   (`microkernel.PANEL`, two 8-lane vectors), zero padded at the end:
 
       fp32: data[g, panel, k, j]             = w[g*OCg + panel*16 + j, ic, kh, kw]     (float32)
-      int8: data[g, panel, k // 2, j, k % 2] = same, widened to int16, with k = (kh*KW + kw)*ICgp + ic
-            where ICgp = ICg rounded up to even (zero weights in the pad channel)
+      int8 "pairs" (vpmaddwd): data[g, panel, k // 2, j, k % 2] = same, widened to int16, with
+            k = (kh*KW + kw)*ICgp + ic where ICgp = ICg rounded up to even (zero weights in the pad channel)
+      int8 "quads" (vpdpbusd): data[g, panel, k // 4, j, k % 4] = same, int8, ICgp rounded up to a
+            multiple of 4, plus one trailing group per panel holding its 16 int32 weight sums
 
   A micro-kernel step at reduction index k (or pair k//2) then loads the 16 weights of
   its panel with one or two 32-byte loads.  The int8 pairs interleave two consecutive
@@ -42,9 +44,10 @@ from qv2c.runtime.kernels.microkernel import PANEL
 class PackedConv:
     """Packed weights of a dense/grouped convolution (or GEMM) plus the geometry the kernel needs.
 
-    `data` is float32 [G, panels, K, 16] (`dtype == "f32"`) or int16 [G, panels, Kp/2, 16, 2]
-    (`dtype == "i8"`).  `k` is the true reduction length KH*KW*ICg; `kpad` the packed one
-    (equal for fp32; KH*KW*ICgp with ICg padded to even for int8).
+    `data` is float32 [G, panels, K, 16] (`dtype == "f32"`), or for `dtype == "i8"` int16
+    [G, panels, Kp/2, 16, 2] ("pairs") or int8 [G, panels, Kp/4 + 1, 16, 4] ("quads", see
+    `pack_conv_i8`).  `k` is the true reduction length KH*KW*ICg; `kpad` the packed one (equal for
+    fp32; KH*KW*ICgp with ICg padded to even, or to a multiple of 4, for int8).
     """
 
     data: np.ndarray
@@ -101,19 +104,33 @@ def pack_conv_f32(w: np.ndarray, groups: int = 1) -> PackedConv:
     return PackedConv(data, "f32", oc, icg * groups, groups, (kh, kw), k, k)
 
 
-def pack_conv_i8(w: np.ndarray, groups: int = 1) -> PackedConv:
-    """Pack an int8 OIHW conv weight into int16 panels with consecutive k interleaved in pairs."""
+def pack_conv_i8(w: np.ndarray, groups: int = 1, dot: str = "pairs") -> PackedConv:
+    """Pack an int8 OIHW conv weight for the int8 kernels' dot product `dot`:
+
+    "pairs" (`vpmaddwd`): int16 [G, P, Kp/2, 16, 2], consecutive k interleaved in pairs, each tap's
+    channels padded to an even count.
+    "quads" (`vpdpbusd`): int8 [G, P, Kq/4 + 1, 16, 4], consecutive k in groups of 4, each tap's
+    channels padded to a multiple of 4; the last group of each panel holds the panel's 16 int32
+    weight sums sum_k w[oc, k] (as 64 bytes), from which the kernel forms the zero-point
+    correction bias - zx * sum_k w.
+    """
     w = np.asarray(w)
     if w.dtype != np.int8:
         raise ValueError(f"int8 conv weight must have dtype int8, got {w.dtype}")
+    if dot not in ("pairs", "quads"):
+        raise ValueError(f"int8 dot product must be 'pairs' or 'quads', got {dot!r}")
     oc, icg, kh, kw = _check_conv_weight(w, groups)
-    icp = icg + icg % 2
-    wide = np.zeros((oc, icp, kh, kw), dtype=np.int16)
+    width = 2 if dot == "pairs" else 4
+    icp = -(-icg // width) * width
+    wide = np.zeros((oc, icp, kh, kw), dtype=np.int16 if dot == "pairs" else np.int8)
     wide[:, :icg] = w
     panels, kpad = _panels_kmajor(wide, groups)
     g, npan = panels.shape[:2]
-    # [G, P, Kp, 16] -> [G, P, Kp/2, 2, 16] -> [G, P, Kp/2, 16, 2]
-    data = np.ascontiguousarray(panels.reshape(g, npan, kpad // 2, 2, PANEL).transpose(0, 1, 2, 4, 3))
+    # [G, P, Kp, 16] -> [G, P, Kp/w, w, 16] -> [G, P, Kp/w, 16, w]
+    data = np.ascontiguousarray(panels.reshape(g, npan, kpad // width, width, PANEL).transpose(0, 1, 2, 4, 3))
+    if dot == "quads":
+        sums = panels.sum(axis=2, dtype=np.int32)  # [G, P, 16]
+        data = np.concatenate([data, sums.view(np.int8).reshape(g, npan, 1, PANEL, 4)], axis=2)
     return PackedConv(data, "i8", oc, icg * groups, groups, (kh, kw), kh * kw * icg, kpad)
 
 
@@ -129,9 +146,9 @@ def pack_gemm_f32(w: np.ndarray, trans_b: bool = True) -> PackedConv:
     return pack_conv_f32(_gemm_as_conv(np.asarray(w, dtype=np.float32), trans_b))
 
 
-def pack_gemm_i8(w: np.ndarray, trans_b: bool = True) -> PackedConv:
-    """Pack an int8 GEMM weight ([N, K] when `trans_b`, else [K, N]) for `gemm.gemm_i8`."""
-    return pack_conv_i8(_gemm_as_conv(np.asarray(w), trans_b))
+def pack_gemm_i8(w: np.ndarray, trans_b: bool = True, dot: str = "pairs") -> PackedConv:
+    """Pack an int8 GEMM weight ([N, K] when `trans_b`, else [K, N]) for `gemm.gemm_i8` (`dot` as for convs)."""
+    return pack_conv_i8(_gemm_as_conv(np.asarray(w), trans_b), dot=dot)
 
 
 def _depthwise_khwc(w: np.ndarray) -> np.ndarray:

@@ -1,0 +1,129 @@
+"""Code-generation targets: the instruction-set features a conv/GEMM micro-kernel is generated for.
+
+A target fixes three things of the register-blocked micro-kernels (`microkernel.py`):
+
+- `lanes`: the vector width in 32-bit lanes (4 for 128-bit SSE/NEON, 8 for AVX2's 256-bit
+  ymm, 16 for AVX-512's 512-bit zmm).  A 16-channel weight panel is `16 / lanes` vectors.
+- `rows`: the pixel rows of the largest register tile.  AVX2 has 16 vector registers
+  (6 rows x 2 vectors = 12 accumulators); AVX-512 has 32 (12 rows x 1 zmm).
+- `int8_dot`: how u8/i8 x int8 products are summed.
+  "pairs": activations widened to int16 (x - zx), weights int16, `mul(sext, sext)` + "even
+  + odd lanes", which LLVM selects as `vpmaddwd` (AVX2, AVX-512BW) or `pmaddwd` (SSE2).
+  "quads": activations stay u8 (i8 is shifted by 128), weights int8 packed with K in groups
+  of 4, one `vpdpbusd` (AVX-512 VNNI) per 4 x `lanes` products into int32.  The zero point
+  is taken out afterwards through a per-channel correction, bias - zx * sum_k w[k], as
+  onnxruntime and oneDNN do; every step is exact int32 arithmetic (wrapping, never saturating).
+  `vnni` says whether "quads" uses the real instruction ("native") or the same data flow in
+  portable IR ("emulated": zext/sext, multiply, sum of four lanes), which runs on any host and
+  is what the tests use to check the VNNI packing and tiling bit-exact where the CPU lacks VNNI.
+
+Which target runs: `selected_target()` reads `QV2C_TARGET` (generic, avx2, avx512,
+avx512-vnni), else picks the best the host has (`llvmlite.binding.get_host_cpu_features`).
+A forced target the host cannot execute natively runs where it still can be correct: wider
+vectors than the host has are split by LLVM, and "avx512-vnni" on a host without VNNI uses the
+emulated dot.  Nothing here runs at import time.
+
+Numba sees a target as the *type* of a small marker argument (`TargetSpec.marker()`, one
+named-tuple class per target), so every target is its own compiled specialisation, in memory
+and in Numba's on-disk cache, and a process can run several side by side (tests, A/B runs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+from dataclasses import dataclass
+from functools import cache
+
+from qv2c.errors import QV2CError
+
+#: the environment variable that forces a target
+TARGET_ENV = "QV2C_TARGET"
+
+# One marker class per target (module level, so Numba's cache index can pickle the types).
+GenericTarget = namedtuple("GenericTarget", "code")
+Avx2Target = namedtuple("Avx2Target", "code")
+Avx512Target = namedtuple("Avx512Target", "code")
+Avx512VnniTarget = namedtuple("Avx512VnniTarget", "code")
+Avx512VnniEmulatedTarget = namedtuple("Avx512VnniEmulatedTarget", "code")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What the micro-kernels are generated for (see the module docstring)."""
+
+    name: str
+    lanes: int
+    rows: int
+    int8_dot: str          # "pairs" (vpmaddwd) or "quads" (vpdpbusd)
+    vnni: str              # "native", "emulated" or "none"
+    marker_class: type
+
+    def marker(self):
+        """The value passed to the kernels; its Numba type selects this target's specialisation."""
+        return self.marker_class(0)
+
+    @property
+    def label(self) -> str:
+        return self.name + (" (emulated VNNI)" if self.vnni == "emulated" else "")
+
+
+TARGETS = {
+    "generic": TargetSpec("generic", 4, 4, "pairs", "none", GenericTarget),
+    "avx2": TargetSpec("avx2", 8, 6, "pairs", "none", Avx2Target),
+    "avx512": TargetSpec("avx512", 16, 12, "pairs", "none", Avx512Target),
+    "avx512-vnni": TargetSpec("avx512-vnni", 16, 12, "quads", "native", Avx512VnniTarget),
+}
+#: "avx512-vnni" with the VNNI step in portable IR (hosts without VNNI; tests)
+AVX512_VNNI_EMULATED = TargetSpec("avx512-vnni", 16, 12, "quads", "emulated", Avx512VnniEmulatedTarget)
+
+_BY_CLASS = {t.marker_class: t for t in (*TARGETS.values(), AVX512_VNNI_EMULATED)}
+
+
+def spec_of_marker_type(ty) -> TargetSpec:
+    """The TargetSpec of a marker's Numba type (raises TypeError for anything else)."""
+    cls = getattr(ty, "instance_class", None)
+    if cls not in _BY_CLASS:
+        raise TypeError(f"not a qv2c target marker: {ty}")
+    return _BY_CLASS[cls]
+
+
+def host_features() -> dict[str, bool]:
+    """The host CPU's feature flags as LLVM names them."""
+    import llvmlite.binding as llvm
+
+    return dict(llvm.get_host_cpu_features())
+
+
+def best_target(features: dict[str, bool]) -> TargetSpec:
+    """The fastest target a CPU with `features` runs natively."""
+    avx512 = all(features.get(f, False) for f in ("avx512f", "avx512bw", "avx512vl", "avx512dq"))
+    if avx512 and features.get("avx512vnni", False):
+        return TARGETS["avx512-vnni"]
+    if avx512:
+        return TARGETS["avx512"]
+    if features.get("avx2", False) and features.get("fma", False):
+        return TARGETS["avx2"]
+    return TARGETS["generic"]
+
+
+def runnable(name: str, features: dict[str, bool]) -> TargetSpec:
+    """Target `name` as it can run on a CPU with `features`: VNNI emulated where the CPU lacks it."""
+    if name not in TARGETS:
+        raise QV2CError(f"{TARGET_ENV}={name!r} is not a target: choose one of {', '.join(TARGETS)}")
+    spec = TARGETS[name]
+    if spec.vnni == "native" and not features.get("avx512vnni", False):
+        return AVX512_VNNI_EMULATED
+    return spec
+
+
+@cache
+def _selected(forced: str | None) -> TargetSpec:
+    features = host_features()
+    return runnable(forced, features) if forced else best_target(features)
+
+
+def selected_target() -> TargetSpec:
+    """The target this process generates kernels for: `QV2C_TARGET` if set, else the host's best."""
+    forced = os.environ.get(TARGET_ENV, "").strip().lower() or None
+    return _selected(forced)
