@@ -24,6 +24,19 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def cpu_flags() -> str:
+    """The vector-ISA flags of the CPU (what decides qv2c's target), e.g. "avx2 fma avx512f avx512_vnni",
+    and the target qv2c generates for on it (`QV2C_TARGET` or the host's best)."""
+    from qv2c.runtime.kernels.target import selected_target
+
+    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni")
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            have = set(line.split(":", 1)[1].split())
+            return " ".join(f for f in wanted if f in have) + f"; qv2c target {selected_target().label}"
+    return f"unknown; qv2c target {selected_target().label}"
+
+
 def calibration_images(name: str, count: int = 100) -> np.ndarray:
     """The calibration set of the experiments: ImageNet models take the last images of
     imagenet_val_1300 (1300 - count .. 1299), CIFAR-10 models every (50000 // count)-th

@@ -127,6 +127,11 @@ def int8_acc(x, w, zx, bias, case):
 @SETTINGS
 @given(case=conv_cases(), act=st.sampled_from(sorted(ACTS)), with_res=st.booleans(), seed=st.integers(0, 2**31))
 def test_conv_f32_matches_numpy(case, act, with_res, seed):
+    check_conv_f32(case, act, with_res, seed, TGT)
+
+
+def check_conv_f32(case, act, with_res, seed, tgt):
+    """conv2d_f32 of target marker `tgt` against a float64 NumPy convolution (+ bias, residual, clamp)."""
     rng = np.random.default_rng(seed)
     kh, kw = case["kernel"]
     x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"])).astype(np.float32)
@@ -141,7 +146,7 @@ def test_conv_f32_matches_numpy(case, act, with_res, seed):
     want = np.clip(want, lo, hi)
     out = np.full(out_shape(case), np.nan, np.float32)
     packed = packing.pack_conv_f32(w, case["groups"])
-    conv_f32.conv2d_f32(nhwc(x), packed.data, b, res if with_res else out, out, *geometry(case), lo, hi, with_res, TGT)
+    conv_f32.conv2d_f32(nhwc(x), packed.data, b, res if with_res else out, out, *geometry(case), lo, hi, with_res, tgt)
     assert_close(out, want)
 
 

@@ -13,13 +13,15 @@ Conventions shared by every kernel (details in each module's docstring):
   one compiled specialisation per dtype combination serves every layer.
 - The kernels are `@njit(cache=True)`; parallel ones use `prange` over independent
   output tiles (`tiling.py`), small layers run serially.  The conv/GEMM/depthwise cores
-  are register-blocked LLVM-IR micro-kernels (`microkernel.py`) written in
-  target-independent IR: LLVM selects FMA / `vpmaddwd` on AVX2 hosts, and the tests also
-  pass with SSE2-only code generation (`NUMBA_CPU_NAME=x86-64`).
+  are register-blocked LLVM-IR micro-kernels (`microkernel.py`), generated on first use for
+  a *target* (`target.py`: generic, avx2, avx512, avx512-vnni; `QV2C_TARGET` or the host's
+  best), which the conv/GEMM entry points receive as their last argument `tgt`: vector
+  width, tile height and the int8 dot product (`vpmaddwd` on int16 pairs, or `vpdpbusd` on
+  u8 x s8 quads, emulated in portable IR on CPUs without VNNI).
 
-Modules: conv_f32, conv_i8, depthwise, gemm (entry points); packing, layout (data
-preparation); microkernel, indirect, epilogue, convplan, tiling (building blocks);
-cache_guard (keeps Numba's on-disk cache consistent across these modules).
+Modules: conv_f32, conv_i8, depthwise, gemm (entry points); packing, layout, i8_input (data
+preparation); target, dispatch, microkernel, indirect, epilogue, convplan, tiling (building
+blocks); cache_guard (keeps Numba's on-disk cache consistent across these modules).
 
 Threading: importing this package sets GOMP_SPINCOUNT=20000 (GNU OpenMP's idle workers
 spin about half a millisecond before they sleep) unless the environment already sets

@@ -561,6 +561,12 @@ def _emit_kernel(builder, kind, epilogue, args, target):
         lo_ = hi_ + 1
 
 
+def _host_has_vnni() -> bool:
+    import llvmlite.binding as llvm
+
+    return bool(llvm.get_host_cpu_features().get("avx512vnni", False))
+
+
 #: element types of the activations / weights of each accumulation kind
 _OPERAND_DTYPES = {"f32": ((types.float32,), types.float32, types.float32),
                    "s16": ((types.int16,), types.int16, types.int32),
@@ -575,6 +581,10 @@ def conv_kernel(target, kind: str, epilogue: str):
     Arguments: `_ACC_ARGS` followed by the epilogue's `_EPILOGUE_ARGS`.  Rows [ro, ro + nrows) of
     `rowoff` are computed; `rowoff` must hold entries up to a multiple of `ROW_ROUND` rows.
     """
+    if kind == "u8s8" and target.vnni == "native" and not _host_has_vnni():
+        # LLVM would abort the process ("Cannot select") on the vpdpbusd intrinsic
+        raise TypeError(f"target {target.name} needs AVX-512 VNNI, which this CPU lacks: use its emulated form "
+                        "(target.runnable)")
     spec = _ACC_ARGS + _EPILOGUE_ARGS[epilogue]
     a_dtypes, b_dtype, acc_dtype = _OPERAND_DTYPES[kind]
 
@@ -714,3 +724,37 @@ dw_f32_quant_16, dw_f32_quant_8 = _make_dw("f32", 2, "f32_quant"), _make_dw("f32
 dw_i8_requant_16, dw_i8_requant_8 = _make_dw("i8", 2, "requant"), _make_dw("i8", 1, "requant")
 dw_i8_requant_add_16, dw_i8_requant_add_8 = _make_dw("i8", 2, "requant_add"), _make_dw("i8", 1, "requant_add")
 dw_i8_dequant_16, dw_i8_dequant_8 = _make_dw("i8", 2, "dequant"), _make_dw("i8", 1, "dequant")
+
+
+# -- the generated code outside Numba (instruction-selection checks for any CPU) --------------
+#: representative element types of each array argument, by accumulation kind and epilogue
+_STANDALONE_DTYPES = {"rowoff": types.int64, "tapoff": types.int64, "mult": types.float32, "scale": types.float32,
+                      "fbias": types.float32}
+
+
+def standalone_ir(target, kind: str, epilogue: str) -> str:
+    """LLVM IR text of one micro-kernel, `void kernel(<_ACC_ARGS + epilogue args>)`, with raw pointers
+    for arrays: the same `_emit_kernel` code Numba inlines, in a module of its own, so that
+    `llvmlite.binding` can compile it for a CPU other than the host's (`benchmarks/target_asm.py`,
+    `tests/test_targets.py`).  Array element types: those of a u8 int8 layer or an fp32 layer."""
+    a_dtypes, b_dtype, acc_dtype = _OPERAND_DTYPES[kind]
+    out_dtype = types.float32 if epilogue in ("f32", "dequant") else types.uint8
+    dtypes = {**_STANDALONE_DTYPES, "a": a_dtypes[0], "b": b_dtype, "c": acc_dtype, "out": out_dtype,
+              "res": types.float32 if epilogue in ("f32", "f32_quant", "dequant") else types.uint8,
+              "bias": types.float32 if kind == "f32" else types.int32}
+    scalar = {"int": _I64, "f32": _F32, "bool": _I1}
+    spec = _ACC_ARGS + _EPILOGUE_ARGS[epilogue]
+    llty = [ir.IntType(dtypes[n].bitwidth).as_pointer() if k == "arr" and not isinstance(dtypes[n], types.Float)
+            else _F32.as_pointer() if k == "arr" else scalar[k] for n, k in spec]
+    module = ir.Module(name=f"{target.name}_{kind}_{epilogue}")
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), llty), "kernel")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    args = _Args.__new__(_Args)
+    args._vals = {}
+    for (name, k), value in zip(spec, fn.args):
+        args._vals[name] = value
+        if k == "arr":
+            args._vals[name + ".dtype"] = dtypes[name]
+    _emit_kernel(builder, kind, epilogue, args, target)
+    builder.ret_void()
+    return str(module)
