@@ -56,6 +56,7 @@ from common import (  # noqa: E402
 )
 
 from qv2c.api import load_canonical
+from qv2c.backend import build_executable
 from qv2c.datasets import load_eval_set, model_info, model_path, top1
 from qv2c.passes import run_pipeline
 from qv2c.passes.calibrate import calibrate
@@ -63,7 +64,6 @@ from qv2c.passes.calibration_data import make_calibration_set
 from qv2c.passes.layers import layer_name, quantizable_layers
 from qv2c.passes.realize_quant import QuantScheme, realize_quant
 from qv2c.passes.sensitivity import METHODS, SensitivityContext, rank_layers
-from qv2c.runtime.executable import Executable
 
 CACHE_DIR = RESULTS / "accuracy_cache"
 KS = (1, 2, 3, 5, 10)
@@ -104,7 +104,7 @@ def run_batches(module, x: np.ndarray) -> np.ndarray:
     fused Numba program (the `fuse` pass rewrites `module` in place)."""
     b = module.inputs[0].type.shape[0]
     name, out = module.inputs[0].name, module.outputs[0].name
-    exe = Executable(run_pipeline(module, ["fuse"]))
+    exe = build_executable(run_pipeline(module, ["fuse"]))
     outs = []
     for start in range(0, len(x), b):
         idx = np.minimum(np.arange(start, start + b), len(x) - 1)

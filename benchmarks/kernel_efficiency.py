@@ -56,8 +56,11 @@ def median_us(fn, calls: int) -> float:
 
 def layer_times(k: int, c: int, oc: int, side: int, calls: int) -> dict:
     """Median microseconds of one fp32 and one int8 call of a `k`x`k` conv (pad k // 2) on side x side x c."""
-    from qv2c.runtime.kernels import conv_f32, conv_i8, packing
+    from qv2c.runtime.kernels import conv_f32, conv_i8, packing, prepare
+    from qv2c.runtime.kernels.target import selected_target
 
+    prepare()
+    tgt = selected_target()
     rng = np.random.default_rng(0)
     p = k // 2
     xf = rng.standard_normal((1, side, side, c)).astype(np.float32)
@@ -65,13 +68,14 @@ def layer_times(k: int, c: int, oc: int, side: int, calls: int) -> dict:
     bf = np.zeros(oc, np.float32)
     outf = np.zeros((1, side, side, oc), np.float32)
     x8 = rng.integers(0, 256, (1, side, side, c), dtype=np.uint8)
-    w8 = packing.pack_conv_i8(rng.integers(-127, 128, (oc, c, k, k), dtype=np.int8)).data
+    w8 = packing.pack_conv_i8(rng.integers(-127, 128, (oc, c, k, k), dtype=np.int8), dot=tgt.int8_dot).data
     b8 = np.zeros(oc, np.int32)
     out8 = np.zeros((1, side, side, oc), np.uint8)
     mult = np.full(oc, 1e-4, np.float32)
     f32 = median_us(lambda: conv_f32.conv2d_f32(xf, wf, bf, outf, outf, k, k, 1, 1, p, p, 1, 1, -np.inf, np.inf,
-                                                False), calls)
-    i8 = median_us(lambda: conv_i8.conv2d_i8(x8, 128, w8, b8, out8, k, k, 1, 1, p, p, 1, 1, mult, 0, 0, 255), calls)
+                                                False, tgt.marker()), calls)
+    i8 = median_us(lambda: conv_i8.conv2d_i8(x8, 128, w8, b8, out8, k, k, 1, 1, p, p, 1, 1, mult, 0, 0, 255,
+                                             tgt.marker()), calls)
     return {"k": k, "c": c, "oc": oc, "side": side, "macs": side * side * c * oc * k * k, "fp32_us": f32, "int8_us": i8}
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from qv2c.datasets.models import top1
 from qv2c.errors import ConfigError, InputError, ShapeError
 from qv2c.ir.core import Module
 from qv2c.ir.interpreter import interpret
@@ -62,11 +63,11 @@ class CompiledModel:
 
     @property
     def executable(self):
-        """The Numba program (`qv2c.runtime.executable.Executable`), built on first use."""
+        """The Numba program (`qv2c.runtime.executable.Executable`, built by `qv2c.backend`) on first use."""
         if self._executable is None:
-            from qv2c.runtime.executable import Executable
+            from qv2c.backend import build_executable
 
-            self._executable = Executable(self.module)
+            self._executable = build_executable(self.module)
         return self._executable
 
     @property
@@ -203,8 +204,14 @@ def compile(  # noqa: A001 - the public name the project promises
         precision_map = {n: ("int8" if n in int8_layers else "fp32") for n in layers}
         return CompiledModel(mixed, precision_map, ranking, ranges, backend)
 
-    fp32_model = CompiledModel(runtime, backend=backend) if max_accuracy_drop is not None else None
-    int8_layers = assign_precision(request, layers, ranking, build, fp32_model, validation, label_offset)
+    fp32_model, score = None, None
+    if max_accuracy_drop is not None:
+        inputs, labels = validation
+        fp32_model = CompiledModel(runtime, backend=backend)
+
+        def score(model: CompiledModel) -> float:
+            return top1(model(inputs), labels, label_offset)
+    int8_layers = assign_precision(request, layers, ranking, build, fp32_model, score)
     return build(int8_layers)
 
 

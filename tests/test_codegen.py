@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent / "passes"))
 from test_realize_quant import NET_LAYERS, NUMERIC_CASES, random_net  # noqa: E402
 
 import qv2c
+from qv2c.backend import build_executable
 from qv2c.codegen import lower, render
-from qv2c.codegen.spec import Buf
 from qv2c.datasets import load_eval_set, model_path, spread_indices, top1
 from qv2c.errors import ConfigError
 from qv2c.ir import interpret
@@ -37,7 +37,7 @@ from qv2c.passes.calibrate import calibrate
 from qv2c.passes.calibration_data import CalibrationSet
 from qv2c.passes.realize_quant import QuantScheme, realize_quant
 from qv2c.runtime.buffer_plan import live_ranges, plan_buffers
-from qv2c.runtime.executable import Executable
+from qv2c.runtime.program import Buf
 
 
 @pytest.fixture(autouse=True)
@@ -161,7 +161,7 @@ def test_net_matches_the_interpreter(calibrated_net, case, placement):
     q = realized(calibrated_net, int8_layers, scheme, placement.removesuffix("+fuse"), placement.endswith("+fuse"))
     x = calibrated_net[2][:2]
     want = interpret(q, {"x": x})["y"]
-    got = Executable(q, exact=exact).run({"x": x})["y"]
+    got = build_executable(q, exact=exact).run({"x": x})["y"]
     if not exact:
         fc_step = next((op.result.type.quant.scale[0] for op in q.walk() if op.name == "qv.qgemm"), 0.0)
         np.testing.assert_allclose(got, want, rtol=0, atol=fc_step * 0.5001 + 1e-4 * np.abs(want).max())
@@ -185,12 +185,12 @@ def test_spec_hash_keys_the_generated_source_not_the_weights(calibrated_net):
 
 def test_source_is_inspectable_and_cached(calibrated_net, tmp_path):
     q = realized(calibrated_net)
-    exe = Executable(q)
+    exe = build_executable(q)
     assert exe.source_path is not None and exe.source_path.parent == tmp_path / "cache"
     assert exe.source_path.read_text() == exe.source
     assert "def run(b, c):" in exe.source and "conv2d_i8_add(" in exe.source
     stamp = exe.source_path.stat().st_mtime_ns
-    again = Executable(realized(calibrated_net))
+    again = build_executable(realized(calibrated_net))
     assert again.source_path == exe.source_path and exe.source_path.stat().st_mtime_ns == stamp
     x = calibrated_net[2][:2]
     np.testing.assert_array_equal(again.run({"x": x})["y"], exe.run({"x": x})["y"])
@@ -199,7 +199,7 @@ def test_source_is_inspectable_and_cached(calibrated_net, tmp_path):
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "edited", "stale-import", "empty"])
 def test_damaged_cache_file_is_rebuilt(calibrated_net, damage):
     q = realized(calibrated_net)
-    exe = Executable(q)
+    exe = build_executable(q)
     path, good = exe.source_path, exe.source
     header, _, body = good.partition("\n# body_sha256")
     if damage == "truncate":
@@ -215,7 +215,7 @@ def test_damaged_cache_file_is_rebuilt(calibrated_net, damage):
 
         bad_body = "from qv2c.runtime.ops_pool import no_such_kernel\n"
         path.write_text(f"{header}\n# body_sha256 = {hashlib.sha256(bad_body.encode()).hexdigest()}\n{bad_body}")
-    rebuilt = Executable(realized(calibrated_net))
+    rebuilt = build_executable(realized(calibrated_net))
     assert rebuilt.source == good and path.read_text() == good
     x = calibrated_net[2][:2]
     np.testing.assert_array_equal(rebuilt.run({"x": x})["y"], exe.run({"x": x})["y"])
@@ -225,7 +225,7 @@ def test_unusable_cache_directory_runs_from_memory(calibrated_net, tmp_path, mon
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("x")
     monkeypatch.setenv("QV2C_CACHE_DIR", str(blocker / "sub"))
-    exe = Executable(realized(calibrated_net))
+    exe = build_executable(realized(calibrated_net))
     assert exe.source_path is None
     x = calibrated_net[2][:2]
     assert exe.run({"x": x})["y"].shape == (2, 10)

@@ -14,11 +14,11 @@ import numba
 import numpy as np
 import pytest
 
+from qv2c.backend import build_executable
 from qv2c.codegen.lower import lower
 from qv2c.errors import ConfigError
 from qv2c.ir import Builder, Module, TensorType, Value
 from qv2c.runtime.buffer_plan import materialize, plan_buffers
-from qv2c.runtime.executable import Executable
 from qv2c.runtime.precompile import default_workers, kernel_jobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +53,7 @@ def test_a_run_after_precompile_compiles_no_new_specialisation():
     """The jobs are typed exactly as the generated `run` calls the kernels: once the Executable
     has precompiled them, running it adds no overload to any kernel dispatcher."""
     m = relu_then_maxpool()
-    exe = Executable(m)
+    exe = build_executable(m)
     dispatchers = {fn: getattr(importlib.import_module(module), fn)
                    for module, fn in (k.kernel.split(":") for k in exe.program.kernels)}
     before = {fn: set(d.overloads) for fn, d in dispatchers.items()}
@@ -90,12 +90,12 @@ def test_cold_cache_kernels_compile_in_a_worker_and_give_the_reference_result(tm
         sys.path.insert(0, {os.path.join(ROOT, "tests")!r})
         from test_precompile import relu_then_maxpool
         from qv2c.ir import interpret
-        from qv2c.runtime.executable import Executable
+        from qv2c.backend import build_executable
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("qv2c.precompile").setLevel(logging.DEBUG)
         m = relu_then_maxpool()
         x = np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.float32)
-        got = Executable(m).run({{"x": x}})["y"]
+        got = build_executable(m).run({{"x": x}})["y"]
         want = interpret(m, {{"x": x}})["y"]
         assert np.array_equal(got, want), (got, want)
         print("OUTPUT OK")

@@ -20,12 +20,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from qv2c.backend import build_executable
 from qv2c.errors import ShapeError
 from qv2c.ir import Builder, Module, QuantParams, TensorType, Value, interpret
 from qv2c.ir.quant_math import choose_activation_params, quantize_weights
 from qv2c.ir.reference.conv import conv2d
 from qv2c.passes import run_pipeline
-from qv2c.runtime.executable import Executable
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -69,7 +69,7 @@ def run_both(m: Module, rng, fuse: bool = False, pattern: str | None = None, exa
         if pattern is not None:
             assert [op.attrs.get("pattern") for op in m.ops] == [pattern], str(m)
     want = interpret(m, feeds)
-    got = Executable(m, exact=exact).run(feeds)
+    got = build_executable(m, exact=exact).run(feeds)
     assert list(got) == list(want)
     for k in want:
         assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape, k
@@ -468,7 +468,7 @@ def test_integer_kernels_round_ties_like_the_reference():
              "a": rng.integers(0, 256, shape).astype(np.uint8), "c": rng.integers(0, 256, shape).astype(np.uint8)}
     want = interpret(m, feeds)
     assert np.mean(np.modf(feeds["x"] / np.float32(0.5))[0] != 0) > 0.9  # ties everywhere
-    assert_exact(Executable(m).run(feeds), want)
+    assert_exact(build_executable(m).run(feeds), want)
 
 
 @SETTINGS
@@ -526,13 +526,13 @@ def test_op_without_kernel_runs_its_reference():
     m.outputs = [b.op("qv.relu", [b.op("qv.lrn", [b.op("qv.relu", [x])], size=3)])]
     got, want, _ = run_both(m, rng)
     assert_close(got, want)
-    assert "run_reference" in Executable(m).source
+    assert "run_reference" in build_executable(m).source
 
 
 def test_profile_and_inputs_are_checked():
     rng = np.random.default_rng(0)
     m = one_op("qv.relu", [TensorType((2, 3, 4, 5), "f32")])
-    exe = Executable(m)
+    exe = build_executable(m)
     x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
     out, times = exe.run({"x0": x}, profile=True)
     np.testing.assert_array_equal(out["y"], np.maximum(x, 0))

@@ -1,14 +1,15 @@
 """Code generation: lower a fused mixed-precision module to kernel calls and render them as Python.
 
-    program = lower(module)     # frozen KernelSpecs over numbered buffers (lower.py, spec.py)
+    program = lower(module)     # frozen KernelSpecs over numbered buffers (lower.py; the format: runtime/program.py)
     source = render(program)    # one flat `run(buffers, consts)` function (render.py)
+    loaded = load(program)      # rendered, or reused from the on-disk cache, and imported
 
-`qv2c.runtime.executable.Executable` plans the buffers, loads the rendered source
-through the on-disk cache (`render.load`) and runs it.
+`qv2c.backend.build_executable` drives it: lower -> load -> `runtime.Executable` (buffers planned,
+kernels compiled) -> run.
 """
 
 from qv2c.codegen.lower import lower
-from qv2c.codegen.render import cache_dir, load, render
-from qv2c.codegen.spec import Buf, BufferSpec, Const, KernelSpec, Program
+from qv2c.codegen.render import load, render
+from qv2c.runtime.program import Buf, BufferSpec, Const, KernelSpec, Program
 
-__all__ = ["Buf", "BufferSpec", "Const", "KernelSpec", "Program", "cache_dir", "load", "lower", "render"]
+__all__ = ["Buf", "BufferSpec", "Const", "KernelSpec", "Program", "load", "lower", "render"]

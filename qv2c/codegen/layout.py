@@ -8,15 +8,14 @@ generator keeps one rule so any value's physical shape follows from its logical 
 
 Model inputs are converted once at the start, rank-4 outputs once at the end, and the
 few ops whose meaning depends on axis order translate their attributes with the
-helpers below.  `runtime/fallback.py` uses the same permutations to run reference
-functions on program buffers.
+helpers below.  The permutations are the program format's (`runtime/program.py`), which
+`runtime/fallback.py` uses to run reference functions on program buffers.
 """
 
 from __future__ import annotations
 
-#: NHWC physical -> NCHW logical, and back (as numpy transposes)
-TO_NCHW = (0, 3, 1, 2)
-TO_NHWC = (0, 2, 3, 1)
+from qv2c.runtime.program import TO_NHWC
+
 _PHYS_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}  # NCHW axis -> NHWC position
 
 

@@ -2,8 +2,8 @@
 
 One pass over the top-level ops, in program order:
 
-- a `qv.fused` conv/GEMM group (decoded by `passes.fuse.fused_parts`), or a lone
-  anchor the kernels run (`fuse.is_anchor`, in the "per-op"/"boundary" placements),
+- a `qv.fused` conv/GEMM group (decoded by `ir.fused.fused_parts`), or a lone
+  anchor the kernels run (`ir.fused.is_anchor`, in the "per-op"/"boundary" placements),
   becomes one call of a hand-written kernel with its epilogue
   (`qv2c/runtime/kernels/`): weights packed once here, per-channel multipliers and
   int32 biases computed here, everything else a literal;
@@ -40,18 +40,28 @@ import math
 
 import numpy as np
 
-from qv2c.codegen.layout import TO_NHWC, physical_shape, step_shape
-from qv2c.codegen.spec import KERNELS as _K
-from qv2c.codegen.spec import RUNTIME as _R
-from qv2c.codegen.spec import Arg, Buf, BufferSpec, Const, ConstSpec, KernelSpec, Program, apply_view
+from qv2c.codegen.layout import physical_shape, step_shape
 from qv2c.codegen.standalone import LOWERERS, quant_of
 from qv2c.errors import QV2CError
 from qv2c.ir.core import Module, Op, Value
+from qv2c.ir.fused import FUSED, FusedParts, fused_parts, is_anchor
 from qv2c.ir.printer import value_names
 from qv2c.ir.quant_math import activation_bounds, bias_scales, qrange, requantize_multiplier, requantize_shifts
-from qv2c.passes.fuse import FUSED, FusedParts, fused_parts, is_anchor
 from qv2c.runtime.kernels import packing
 from qv2c.runtime.kernels.target import TargetSpec, selected_target
+from qv2c.runtime.program import KERNELS as _K
+from qv2c.runtime.program import RUNTIME as _R
+from qv2c.runtime.program import (
+    TO_NHWC,
+    Arg,
+    Buf,
+    BufferSpec,
+    Const,
+    ConstSpec,
+    KernelSpec,
+    Program,
+    apply_view,
+)
 
 #: elements touched (times window taps for pools) from which a simple kernel runs its parallel loop.
 #: 512 k while idle workers slept at once (a wake-up cost ~50 us); with them spinning between kernels

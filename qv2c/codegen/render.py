@@ -17,25 +17,21 @@ constants (packed weights, biases, multipliers).  Every other argument is a lite
 shapes come from the arrays, so the kernels themselves stay generic (one Numba
 specialisation per dtype combination, cached by Numba in the kernels' own files).
 
-Cache: `$QV2C_CACHE_DIR` or `~/.cache/qv2c/`, file `program_<hash>.py`.  Its first
-lines record the spec hash and a sha256 of the rest; a file whose record does not
-match (corrupt, truncated, hand-edited) or that fails to import is rewritten, and if
-the directory is not writable the source runs from memory.  The hash covers the code
-generator's own sources, so a changed generator never picks up a stale file.
+Cache (`load`): the file format and its checks are the runtime's (`qv2c/runtime/loader.py`);
+a file whose header does not match (corrupt, truncated, hand-edited) or that fails to import
+is rewritten, and if the directory is not writable the source runs from memory.  The cache
+key covers the code generator's own sources, so a changed generator never picks up a stale file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
-import types
-from dataclasses import dataclass
 from pathlib import Path
 
-from qv2c.codegen.spec import Arg, Buf, Const, Program
-
-_MAGIC = "# qv2c generated program"
+from qv2c.runtime import program as program_format
+from qv2c.runtime.loader import LoadedProgram, import_source, program_path, read_valid, with_header, write_atomically
+from qv2c.runtime.program import Arg, Buf, Const, Program
 
 
 def render(program: Program) -> str:
@@ -84,70 +80,38 @@ def _literal(a: Arg) -> str:
     raise TypeError(f"cannot render kernel argument {a!r} of type {type(a).__name__}")
 
 
-@dataclass(frozen=True)
-class LoadedProgram:
-    """The generated module's entry points, its source and where it was cached (None: from memory)."""
-
-    run: types.FunctionType
-    run_profiled: types.FunctionType
-    source: str
-    path: Path | None
+#: the files whose code decides what a Program renders to: their digest is part of every cache key
+_GENERATOR_FILES = ("layout.py", "lower.py", "standalone.py", "render.py")
+_DIGEST: list[str] = []
 
 
-def cache_dir() -> Path:
-    """Where generated programs are kept: `$QV2C_CACHE_DIR`, else `~/.cache/qv2c`."""
-    env = os.environ.get("QV2C_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "qv2c"
+def generator_digest() -> str:
+    """sha256 of the code generator's own sources and the program format: a new generator never reuses
+    an old file."""
+    if not _DIGEST:
+        here = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for path in [here / name for name in _GENERATOR_FILES] + [Path(program_format.__file__)]:
+            h.update(path.read_bytes())
+        _DIGEST.append(h.hexdigest())
+    return _DIGEST[0]
+
+
+def cache_key(program: Program) -> str:
+    """The on-disk cache key of `program`'s source: its spec hash and the generator's version."""
+    return hashlib.sha256((generator_digest() + program.spec_hash).encode()).hexdigest()
 
 
 def load(program: Program) -> LoadedProgram:
-    """Render `program` (or reuse its cached file) and import it."""
-    spec_hash = program.spec_hash
-    path = cache_dir() / f"program_{spec_hash[:32]}.py"
-    text = _read_valid(path, spec_hash)
+    """Render `program` (or reuse its cached file, `runtime.loader`) and import it."""
+    key = cache_key(program)
+    path = program_path(key)
+    text = read_valid(path, key)
     if text is not None:
         try:
-            return _import(text, path)
+            return import_source(text, path)
         except Exception:  # a file that checks out but does not import (e.g. a kernel renamed since): rebuild
             pass
-    text = _with_header(render(program), spec_hash)
-    written = _write(path, text)
-    return _import(text, path if written else None)
-
-
-def _with_header(body: str, spec_hash: str) -> str:
-    digest = hashlib.sha256(body.encode()).hexdigest()
-    return f"{_MAGIC}; spec_hash = {spec_hash}\n# body_sha256 = {digest}\n{body}"
-
-
-def _read_valid(path: Path, spec_hash: str) -> str | None:
-    """The cached text if its header names `spec_hash` and its body matches the recorded digest."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return None
-    first, _, rest = text.partition("\n")
-    second, _, body = rest.partition("\n")
-    if first != f"{_MAGIC}; spec_hash = {spec_hash}" or second != f"# body_sha256 = {hashlib.sha256(body.encode()).hexdigest()}":
-        return None
-    return text
-
-
-def _write(path: Path, text: str) -> bool:
-    """Write atomically (a reader never sees half a file); False if the cache is not writable."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        return False
-
-
-def _import(text: str, path: Path | None) -> LoadedProgram:
-    filename = str(path) if path is not None else "<qv2c generated program>"
-    module = types.ModuleType(f"qv2c_program_{Path(filename).stem}")
-    module.__file__ = filename
-    exec(compile(text, filename, "exec"), module.__dict__)
-    return LoadedProgram(module.run, module.run_profiled, text, path)
+    text = with_header(render(program), key)
+    written = write_atomically(path, text)
+    return import_source(text, path if written else None)

@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qv2c.codegen.layout import TO_NCHW, TO_NHWC, compose_perms, nhwc_matches_nchw, physical_axis, physical_shape
-from qv2c.codegen.spec import RUNTIME as _R
+from qv2c.codegen.layout import compose_perms, nhwc_matches_nchw, physical_axis, physical_shape
 from qv2c.ir.core import Op, Value
 from qv2c.ir.quant_math import activation_bounds, qrange, quantize, requantize_multiplier
 from qv2c.ir.reference.layout import _pad_code
 from qv2c.ir.reference.pooling import window_counts
 from qv2c.ir.types import DTYPES
+from qv2c.runtime.program import RUNTIME as _R
+from qv2c.runtime.program import TO_NCHW, TO_NHWC
 
 if TYPE_CHECKING:
     from qv2c.codegen.lower import _Lowerer

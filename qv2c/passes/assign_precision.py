@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qv2c.datasets.models import top1
 from qv2c.errors import ConfigError
 
 DEFAULT_FP32_LAYERS = 1
@@ -65,9 +64,14 @@ class PrecisionRequest:
                 raise ConfigError(f"max_accuracy_drop must be >= 0 points, not {self.max_accuracy_drop!r}")
 
 
-def assign_precision(request: PrecisionRequest, layers: list[str], ranking, build: Callable, fp32_model,
-                     validation, label_offset: int = 0) -> set[str]:
-    """The set of layer names that run int8."""
+def assign_precision(request: PrecisionRequest, layers: list[str], ranking, build: Callable, fp32_model=None,
+                     score: Callable | None = None) -> set[str]:
+    """The set of layer names that run int8.
+
+    With `max_accuracy_drop`, `score(model)` is the accuracy (in points) a built model reaches on the
+    caller's validation set (the API measures top-1 there); `fp32_model` is scored once as the bar.
+    The pass knows nothing of data sets: the scoring function is handed in.
+    """
     keep, force = set(request.keep_fp32), set(request.force_int8)
     if request.precision == "int8":
         return set(layers) - keep
@@ -81,10 +85,9 @@ def assign_precision(request: PrecisionRequest, layers: list[str], ranking, buil
     if request.max_accuracy_drop is None:
         k = DEFAULT_FP32_LAYERS if request.fp32_layers is None else request.fp32_layers
         return int8_with(k)
-    inputs, labels = validation
-    target = top1(fp32_model(inputs), labels, label_offset) - request.max_accuracy_drop
+    target = score(fp32_model) - request.max_accuracy_drop
     for k in range(len(order) + 1):
         candidate = int8_with(k)
-        if top1(build(candidate)(inputs), labels, label_offset) >= target:
+        if score(build(candidate)) >= target:
             return candidate
     return int8_with(len(order))

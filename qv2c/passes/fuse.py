@@ -31,7 +31,7 @@ Groups ([...] = optional step; kernel entry points and epilogues in brackets):
 
 Rules, and the kernel fact behind each:
 - Anchors are the ops whose weights the kernels pack at compile time: an fp32 conv or
-  gemm that is a quantizable layer (`layers.is_quantizable_layer`: constant weight; a
+  gemm that is a quantizable layer (`ir.fused.is_quantizable_layer`: constant weight; a
   gemm without trans_a and with a per-column bias), or a `qv.qconv` / `qv.qgemm` with
   a constant weight (either requantization, "float" or "shift": the kernels take float32
   multipliers or int32 shifts, `runtime/kernels/i8_epilogue.py`). Every anchor is wrapped, even
@@ -54,26 +54,25 @@ renamed `<name>.out` so the printer keeps the original name for the fused result
 The interpreter runs bodies op by op, so fusing changes no value. (The kernels'
 dequantize epilogue computes fp32 straight from the int32 accumulator, without the
 int8 rounding of the IR, so those groups match the IR within a tolerance, not bit
-for bit.) `fused_parts(op)` decodes a group for the code generator.
+for bit.) The IR owns `qv.fused` and its decoding (`qv2c/ir/fused.py`: `fused_parts(op)`, and
+which ops are anchors); this pass only builds the groups.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from qv2c.ir.core import Graph, Module, Op, Value
+from qv2c.ir.fused import (
+    ACTIVATIONS,
+    ELEMENTWISE,
+    FP32_ANCHORS,
+    FUSED,
+    is_anchor,
+    other_operand,
+)
 from qv2c.ir.printer import value_names
-from qv2c.ir.types import TensorType
-from qv2c.passes.layers import is_quantizable_layer
 from qv2c.passes.registry import register_pass
-
-FUSED = "qv.fused"
-FP32_ANCHORS = ("qv.conv", "qv.gemm")
-INT8_ANCHORS = ("qv.qconv", "qv.qgemm")
-ACTIVATIONS = ("qv.relu", "qv.clip")
-ELEMENTWISE = ("qv.relu", "qv.clip", "qv.sigmoid", "qv.quantize", "qv.dequantize", "qv.requantize", "qv.qclip")
 
 #: a step of a pattern: may `op` follow `prev` (the value it reads) in the group?
 Step = Callable[[Op, Value], bool]
@@ -89,15 +88,6 @@ def run(module: Module) -> None:
         group = _anchor_group(module, op) if is_anchor(op) else _elementwise_chain(module, op)
         if group:
             _wrap(module, group, names)
-
-
-def is_anchor(op: Op) -> bool:
-    """Whether `op` is a conv/gemm a kernel runs: weights packed at compile time."""
-    if op.name in FP32_ANCHORS:
-        return is_quantizable_layer(op) and op.results[0].type.dtype == "f32"
-    if op.name in INT8_ANCHORS:
-        return op.operands[1].is_constant
-    return False
 
 
 # -- matching -------------------------------------------------------------------------
@@ -140,13 +130,9 @@ def _sole_reader(module: Module, v: Value) -> Op | None:
     return op if op.parent is module and len(op.results) == 1 else None
 
 
-def _other_operand(op: Op, prev: Value) -> Value:
-    return op.operands[1] if op.operands[0] is prev else op.operands[0]
-
-
 def _residual_add(op: Op, prev: Value) -> bool:
     return (op.name == "qv.add" and prev.type.dtype == "f32"
-            and _other_operand(op, prev).type.shape == prev.type.shape == op.result.type.shape)
+            and other_operand(op, prev).type.shape == prev.type.shape == op.result.type.shape)
 
 
 def _activation(op: Op, prev: Value) -> bool:
@@ -159,7 +145,7 @@ def _quantize(op: Op, prev: Value) -> bool:
 
 
 def _qadd(op: Op, prev: Value) -> bool:
-    return op.name == "qv.qadd" and _other_operand(op, prev).type.shape == prev.type.shape == op.result.type.shape
+    return op.name == "qv.qadd" and other_operand(op, prev).type.shape == prev.type.shape == op.result.type.shape
 
 
 def _dequantize(op: Op, prev: Value) -> bool:
@@ -193,62 +179,3 @@ def _wrap(module: Module, group: list[Op], names: dict[int, str]) -> Op:
                 op.set_operand(i, inputs[id(v)])
     fused.body = Graph(inputs.values(), group, [last])
     return fused
-
-
-# -- decoding, for the code generator ---------------------------------------------------
-@dataclass(frozen=True)
-class FusedParts:
-    """What one `qv.fused` op computes, in the terms the kernel entry points take.
-
-    For an elementwise chain `anchor` is None and only `pattern`, `ops` and
-    `result_type` mean anything (its ops are rendered one by one).
-    """
-
-    #: e.g. "qv.qconv+qv.dequantize+qv.add+qv.relu"
-    pattern: str
-    #: the body ops, in order
-    ops: tuple[Op, ...]
-    #: the conv/gemm (qv.conv, qv.gemm, qv.qconv, qv.qgemm), first op of the body
-    anchor: Op | None
-    #: an int8 anchor's own `act` ("none", "relu", "relu6"), applied to its int8 result before
-    #: any qadd or dequantize; "none" for fp32 anchors
-    anchor_act: str
-    #: index into the fused op's operands (= body inputs) of the residual, or None
-    residual: int | None
-    #: the clamp after the residual: the absorbed qv.relu / qv.clip, or the qv.qadd's `act`:
-    #: "none" | "relu" | "relu6" | "clip"
-    activation: str
-    #: its bounds in real (fp32) units: none (-inf, inf), relu (0, inf), relu6 (0, 6), clip (min, max)
-    bounds: tuple[float, float]
-    #: "none" (output in the anchor's precision), "quantize" (fp32 -> int8), "dequantize" (int8 -> fp32)
-    boundary: str
-    #: the type the kernel writes (the fused op's result type)
-    result_type: TensorType
-
-
-def fused_parts(op: Op) -> FusedParts:
-    """Decode a `qv.fused` op built by this pass; raises ValueError for any other op."""
-    if op.name != FUSED or op.body is None or not op.body.ops:
-        raise ValueError(f"fused_parts needs a {FUSED} op with a body, got {op.location}")
-    ops = tuple(op.body.ops)
-    pattern = "+".join(o.name for o in ops)
-    anchor = ops[0] if ops[0].name in FP32_ANCHORS + INT8_ANCHORS else None
-    residual, activation, bounds, boundary = None, "none", (-math.inf, math.inf), "none"
-    if anchor is not None:
-        for prev, o in zip(ops, ops[1:]):
-            if o.name in ("qv.add", "qv.qadd"):
-                residual = op.body.inputs.index(_other_operand(o, prev.result))
-            if o.name == "qv.qadd":
-                activation = o.attrs.get("act", "none")
-                bounds = (0.0, math.inf) if activation == "relu" else bounds
-            elif o.name in ACTIVATIONS:
-                bounds = (0.0, math.inf) if o.name == "qv.relu" else (o.attrs["min"], o.attrs["max"])
-                activation = _activation_kind(bounds)
-            elif o.name in ("qv.quantize", "qv.dequantize"):
-                boundary = o.name.removeprefix("qv.")
-    anchor_act = anchor.attrs.get("act", "none") if anchor is not None and anchor.name in INT8_ANCHORS else "none"
-    return FusedParts(pattern, ops, anchor, anchor_act, residual, activation, bounds, boundary, op.result.type)
-
-
-def _activation_kind(bounds: tuple[float, float]) -> str:
-    return {(0.0, math.inf): "relu", (0.0, 6.0): "relu6", (-math.inf, math.inf): "none"}.get(bounds, "clip")

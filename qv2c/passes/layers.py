@@ -9,28 +9,7 @@ came from, which is what users write in `keep_fp32=[...]` and what onnxruntime's
 from __future__ import annotations
 
 from qv2c.ir.core import Module, Op
-
-LAYER_OPS = ("qv.conv", "qv.gemm")
-
-
-def is_quantizable_layer(op: Op) -> bool:
-    """A conv, or a gemm without transposed A, whose weight is a module constant."""
-    if op.name not in LAYER_OPS or len(op.operands) < 2 or not op.operands[1].is_constant:
-        return False
-    if op.name == "qv.gemm":
-        if op.attrs.get("trans_a", 0):
-            return False
-        if len(op.operands) == 3 and not (op.operands[2].is_constant and _per_column(op.operands[2].type.shape,
-                                                                                     op.results[0].type.shape[1])):
-            return False
-    return True
-
-
-def _per_column(bias_shape: tuple[int, ...], columns: int) -> bool:
-    """Whether a Gemm bias C is one value per output column ([N], [1, N], [1], scalar): an int32
-    bias of qv.qgemm has exactly that form. ONNX also allows a C that varies by row ([M, N],
-    [M, 1]); such a gemm stays fp32 instead of failing when its bias is folded."""
-    return all(d == 1 for d in bias_shape[:-1]) and (not bias_shape or bias_shape[-1] in (1, columns))
+from qv2c.ir.fused import is_quantizable_layer
 
 
 def layer_name(op: Op) -> str:

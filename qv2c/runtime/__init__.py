@@ -1,6 +1,8 @@
 """The Numba runtime: kernels (`kernels/`, `ops_*.py`), buffer planning and the `Executable` that runs a program.
 
-`Executable(module)` lowers a module (`qv2c.codegen`), plans and allocates its buffers
-once (`buffer_plan.py`), imports the generated program and runs it; `fallback.py`
-runs any op without a kernel through the NumPy reference.
+It runs a lowered program (`program.py`, the format the compiler produces) and never imports the
+compiler (`qv2c.codegen`): `Executable(module, program, loaded)` plans and allocates the buffers
+once (`buffer_plan.py`), compiles the kernels the program calls (`precompile.py`) and runs the
+imported source (`loader.py`); `fallback.py` runs any op without a kernel through the NumPy
+reference.  `qv2c.backend.build_executable` is the driver that lowers and loads.
 """

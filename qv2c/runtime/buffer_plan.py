@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qv2c.codegen.spec import DTYPE_NAMES, BufferSpec, Program, apply_view
+from qv2c.runtime.program import DTYPE_NAMES, BufferSpec, Program, apply_view
 
 ALIGN = 64
 

@@ -1,15 +1,15 @@
-"""`Executable`: a module lowered, planned, rendered and ready to run on the Numba kernels.
+"""`Executable`: a lowered program, its buffers planned and its kernels compiled, ready to run.
 
-    exe = Executable(module)              # lower -> plan buffers -> render/import (cached on disk)
-    Executable(module, exact=False)       # int8->fp32 boundaries fused into the kernel epilogue (see codegen.lower)
-    Executable(module, target=TARGETS["avx2"])   # kernels for another target (default: QV2C_TARGET or the host)
+    exe = qv2c.backend.build_executable(module)   # lower -> render/load -> Executable (the driver)
+    exe = Executable(module, program, loaded)     # what the driver does last: plan, allocate, compile
     outputs = exe.run({"input": x})       # {output name: array}
     outputs, times = exe.run({"input": x}, profile=True)   # plus per-kernel seconds
     exe.source                            # the generated Python, one kernel call per line
     exe.peak_bytes                        # the activation arena (buffers reused by liveness)
 
-Everything that can be done once is done in the constructor: weights are packed, the
-buffers are planned and allocated in one arena, their views (reshape aliases, the
+The runtime never imports the compiler: it receives a `runtime.program.Program` (the lowered
+program) and its imported source (`runtime.loader.LoadedProgram`).  Everything that can be
+done once is done in the constructor: the buffers are planned and allocated in one arena, their views (reshape aliases, the
 [M, 1, 1, K] views of FC layers, concat rows) are built, and every kernel the program
 calls is compiled (in parallel worker processes on a cold cache, `precompile.py`).
 A run binds the caller's input arrays, calls the generated `run(buffers, consts)` and
@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qv2c.codegen.lower import lower
-from qv2c.codegen.render import load
 from qv2c.ir.core import Module
 from qv2c.ir.interpreter import check_inputs
 from qv2c.runtime.buffer_plan import materialize, plan_buffers
-from qv2c.runtime.kernels.target import TargetSpec
+from qv2c.runtime.kernels import prepare as prepare_kernels
+from qv2c.runtime.loader import LoadedProgram
 from qv2c.runtime.precompile import kernel_jobs, precompile
+from qv2c.runtime.program import Program
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,15 @@ class KernelTime:
 class Executable:
     """A compiled module bound to its buffers; see the module docstring."""
 
-    def __init__(self, module: Module, exact: bool = True, target: TargetSpec | None = None):
+    def __init__(self, module: Module, program: Program, loaded: LoadedProgram):
+        """`module` is the IR the program was lowered from (its inputs are checked against it)."""
+        prepare_kernels()
         self.module = module
-        self.program = lower(module, exact, target)
+        self.program = program
         self.plan = plan_buffers(self.program)
         self._arena, self._buffers = materialize(self.program, self.plan)
         self._consts = tuple(c.data for c in self.program.consts)
-        self._loaded = load(self.program)
+        self._loaded = loaded
         precompile(kernel_jobs(self.program, self._buffers, self._consts))
 
     @property

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from qv2c.codegen.layout import TO_NCHW, TO_NHWC
 from qv2c.ir.core import Op
 from qv2c.ir.reference import REFERENCE, load_all
+from qv2c.runtime.program import TO_NCHW, TO_NHWC
 
 
 def to_logical(a: np.ndarray) -> np.ndarray:

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qv2c.codegen.spec import DTYPE_NAMES, Buf, Const, Program
 from qv2c.errors import ConfigError
+from qv2c.runtime.program import DTYPE_NAMES, Buf, Const, Program
 
 Job = tuple[str, str, tuple]  # (module, function, argument types)
 

@@ -22,11 +22,11 @@ from test_realize_quant import NET_LAYERS, random_net
 
 import qv2c
 from qv2c.ir import Module, interpret, parse
+from qv2c.ir.fused import ELEMENTWISE, fused_parts, is_anchor
 from qv2c.passes import run_pipeline
 from qv2c.passes.calibrate import calibrate
 from qv2c.passes.calibration_data import CalibrationSet
 from qv2c.passes.canonicalize import CANONICALIZE
-from qv2c.passes.fuse import ELEMENTWISE, fused_parts, is_anchor
 from qv2c.passes.layers import layer_name, quantizable_layers
 from qv2c.passes.realize_quant import PLACEMENTS, QuantScheme, realize_quant
 

@@ -5,7 +5,7 @@ machine code it stores also contains every njit callee and intrinsic it inlined 
 *other* files.  Editing `epilogue.py` or `microkernel.py` would therefore leave
 `conv_f32.py`'s cache silently running the old epilogue or micro-kernel.
 
-`invalidate_stale_caches()` (run when the package is imported) hashes all source files
+`invalidate_stale_caches()` (run by `kernels.prepare()` before the first kernel runs) hashes all source files
 of the package; when the hash differs from the one recorded next to the cache, it
 deletes the package's cache files (`<module>.*.nbi` / `.nbc`), so the next call
 recompiles everything consistently.  It looks in every place Numba may put them: the

@@ -23,29 +23,25 @@ A forced target the host cannot execute natively runs where it still can be corr
 vectors than the host has are split by LLVM, and "avx512-vnni" on a host without VNNI uses the
 emulated dot.  Nothing here runs at import time.
 
-Numba sees a target as the *type* of a small marker argument (`TargetSpec.marker()`, one
-named-tuple class per target), so every target is its own compiled specialisation, in memory
-and in Numba's on-disk cache, and a process can run several side by side (tests, A/B runs).
+Numba sees a target as the *type* of a small marker argument (`TargetSpec.marker()`), so every
+target is its own compiled specialisation, in memory and in Numba's on-disk cache, and a process
+can run several side by side (tests, A/B runs).  The marker is a one-element int8 array whose
+rank names the target: Numba types an array argument in C on every call, while a named tuple
+(the first design) cost about 1.3 us more per kernel call in Python-level typing.
 """
 
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 from dataclasses import dataclass
 from functools import cache
+
+import numpy as np
 
 from qv2c.errors import QV2CError
 
 #: the environment variable that forces a target
 TARGET_ENV = "QV2C_TARGET"
-
-# One marker class per target (module level, so Numba's cache index can pickle the types).
-GenericTarget = namedtuple("GenericTarget", "code")
-Avx2Target = namedtuple("Avx2Target", "code")
-Avx512Target = namedtuple("Avx512Target", "code")
-Avx512VnniTarget = namedtuple("Avx512VnniTarget", "code")
-Avx512VnniEmulatedTarget = namedtuple("Avx512VnniEmulatedTarget", "code")
 
 
 @dataclass(frozen=True)
@@ -57,11 +53,11 @@ class TargetSpec:
     rows: int
     int8_dot: str          # "pairs" (vpmaddwd) or "quads" (vpdpbusd)
     vnni: str              # "native", "emulated" or "none"
-    marker_class: type
+    marker_rank: int       # the rank of `marker()`, unique per target
 
-    def marker(self):
-        """The value passed to the kernels; its Numba type selects this target's specialisation."""
-        return self.marker_class(0)
+    def marker(self) -> np.ndarray:
+        """The value passed to the kernels; its Numba type (int8 array of this rank) selects this target."""
+        return np.zeros((1,) * self.marker_rank, np.int8)
 
     @property
     def label(self) -> str:
@@ -69,23 +65,24 @@ class TargetSpec:
 
 
 TARGETS = {
-    "generic": TargetSpec("generic", 4, 4, "pairs", "none", GenericTarget),
-    "avx2": TargetSpec("avx2", 8, 6, "pairs", "none", Avx2Target),
-    "avx512": TargetSpec("avx512", 16, 12, "pairs", "none", Avx512Target),
-    "avx512-vnni": TargetSpec("avx512-vnni", 16, 12, "quads", "native", Avx512VnniTarget),
+    "generic": TargetSpec("generic", 4, 4, "pairs", "none", 1),
+    "avx2": TargetSpec("avx2", 8, 6, "pairs", "none", 2),
+    "avx512": TargetSpec("avx512", 16, 12, "pairs", "none", 3),
+    "avx512-vnni": TargetSpec("avx512-vnni", 16, 12, "quads", "native", 4),
 }
 #: "avx512-vnni" with the VNNI step in portable IR (hosts without VNNI; tests)
-AVX512_VNNI_EMULATED = TargetSpec("avx512-vnni", 16, 12, "quads", "emulated", Avx512VnniEmulatedTarget)
+AVX512_VNNI_EMULATED = TargetSpec("avx512-vnni", 16, 12, "quads", "emulated", 5)
 
-_BY_CLASS = {t.marker_class: t for t in (*TARGETS.values(), AVX512_VNNI_EMULATED)}
+_BY_RANK = {t.marker_rank: t for t in (*TARGETS.values(), AVX512_VNNI_EMULATED)}
 
 
 def spec_of_marker_type(ty) -> TargetSpec:
     """The TargetSpec of a marker's Numba type (raises TypeError for anything else)."""
-    cls = getattr(ty, "instance_class", None)
-    if cls not in _BY_CLASS:
+    from numba import types
+
+    if not (isinstance(ty, types.Array) and ty.dtype == types.int8 and ty.ndim in _BY_RANK):
         raise TypeError(f"not a qv2c target marker: {ty}")
-    return _BY_CLASS[cls]
+    return _BY_RANK[ty.ndim]
 
 
 def host_features() -> dict[str, bool]:

@@ -1,8 +1,10 @@
-"""The lowered program: frozen `KernelSpec`s over numbered buffers and constants.
+"""The lowered program, the format between compiler and runtime: frozen `KernelSpec`s over numbered
+buffers and constants.
 
-`lower.py` turns a (fused) module into a `Program`; `render.py` prints it as Python
-source; `qv2c/runtime/executable.py` allocates the buffers and runs the source.  A
-spec names everything the generated call needs and nothing else:
+The compiler (`qv2c/codegen/lower.py`) turns a (fused) module into a `Program` and
+`codegen/render.py` prints it as Python source; the runtime (`executable.py`) allocates the
+buffers and runs that source.  The runtime owns this format and never imports the compiler.
+A spec names everything the generated call needs and nothing else:
 
     KernelSpec(kernel="qv2c.runtime.kernels.conv_i8:conv2d_i8",
                args=(("x", Buf(3)), ("zx", 128), ("w", Const(0)), ("bias", Const(1)), ("out", Buf(4)),
@@ -20,21 +22,24 @@ buffer with a `base` is a view of another buffer's memory (reshape, transpose, s
 the planner gives it no memory of its own.
 
 `Program.spec_hash` hashes what the rendered source depends on (the kernel list, the
-buffers and the version of the code generator), not the constants' values: two
-models that differ only in their weights share one generated file.
+buffers), not the constants' values: two models that differ only in their weights share
+one generated file (the code generator adds its own version to the cache key, `render.load`).
+
+The layout convention of programs: every rank-4 activation is NHWC (`TO_NHWC` from the
+IR's NCHW), everything else row-major as in the IR (`codegen/layout.py` applies it).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: the files whose code decides what a Program renders to; their digest is part of every hash
-_GENERATOR_FILES = ("spec.py", "layout.py", "lower.py", "standalone.py", "render.py")
+#: NHWC physical -> NCHW logical, and back (as numpy transposes)
+TO_NCHW = (0, 3, 1, 2)
+TO_NHWC = (0, 2, 3, 1)
 #: package prefixes of kernel entry points (`KernelSpec.kernel` is "<module>:<function>")
 KERNELS = "qv2c.runtime.kernels."
 RUNTIME = "qv2c.runtime."
@@ -135,26 +140,11 @@ class Program:
     @property
     def spec_hash(self) -> str:
         """sha256 of everything the generated source depends on (not the constants' values)."""
-        body = repr((self.kernels, self.buffers, self.inputs, self.outputs, [c.name for c in self.consts]))
-        return _sha(generator_digest() + body)
+        return _sha(repr((self.kernels, self.buffers, self.inputs, self.outputs, [c.name for c in self.consts])))
 
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-_DIGEST: list[str] = []
-
-
-def generator_digest() -> str:
-    """sha256 of the code generator's own sources: a new generator never reuses an old file."""
-    if not _DIGEST:
-        here = Path(__file__).resolve().parent
-        h = hashlib.sha256()
-        for name in _GENERATOR_FILES:
-            h.update((here / name).read_bytes())
-        _DIGEST.append(h.hexdigest())
-    return _DIGEST[0]
 
 
 def apply_view(a: np.ndarray, steps) -> np.ndarray:
