@@ -29,6 +29,7 @@ from test_realize_quant import NET_LAYERS, NUMERIC_CASES, random_net  # noqa: E4
 import qv2c
 from qv2c.backend import build_executable
 from qv2c.codegen import lower, render
+from qv2c.codegen.kernel_desc import EntryPoint, Epilogue, KernelDesc
 from qv2c.datasets import load_eval_set, model_path, spread_indices, top1
 from qv2c.errors import ConfigError
 from qv2c.ir import interpret
@@ -37,6 +38,7 @@ from qv2c.passes.calibrate import calibrate
 from qv2c.passes.calibration_data import CalibrationSet
 from qv2c.passes.realize_quant import QuantScheme, realize_quant
 from qv2c.runtime.buffer_plan import live_ranges, plan_buffers
+from qv2c.runtime.kernels.target import TARGETS
 from qv2c.runtime.program import Buf
 
 
@@ -97,6 +99,41 @@ def test_int8_net_lowers_to_integer_kernels(calibrated_net):
     assert not {"dequantize_flat", "qadd_flat", "conv2d_f32"} & set(c)
     (add,) = args_of(p, "conv2d_i8_add")
     assert all(isinstance(add[k], int) for k in ("zx", "z1", "lo1", "hi1", "zr", "zy", "lo", "hi"))
+
+
+def test_conv_groups_carry_a_typed_kernel_description(calibrated_net):
+    """Every conv/GEMM call carries its KernelDesc (anchor, accumulation, epilogue as data, target), the
+    entry point follows from it, and the generated program shows it and every argument by name."""
+    p = lower(realized(calibrated_net), target=TARGETS["generic"])
+    descs = {k.function: k.desc for k in p.kernels if k.desc is not None}
+    add = descs["conv2d_i8_add"]
+    assert (add.anchor, add.accumulation, add.target) == ("conv", "int8", TARGETS["generic"])
+    assert add.epilogue == Epilogue("requantize", True, add.epilogue.clamp, "float")
+    assert descs["gemm_i8"].epilogue.boundary == "requantize"  # exact: the dequantize is a pass of its own
+    assert all(k.desc is None for k in p.kernels if k.function in ("quantize_flat", "maxpool_nhwc"))
+    for k in p.kernels:
+        if k.desc is not None:
+            assert k.kernel.endswith(k.desc.entry_point().kernel)
+            assert dict(k.args)["tgt"] is not None and p.consts[dict(k.args)["tgt"].id].data.ndim == 1
+    source = render(p)
+    assert "#   int8 conv; epilogue: requantize (float scales) + residual, clamp" in source
+    assert "target generic" in source and " zx=" in source and " tgt=c[" in source
+    dq = lower(realized(calibrated_net), exact=False, target=TARGETS["avx2"])
+    gemm = next(k.desc for k in dq.kernels if k.function == "gemm_i8_dequant")
+    assert gemm.epilogue.boundary == "dequantize" and gemm.target is TARGETS["avx2"]
+
+
+def test_kernel_desc_entry_points():
+    ep = lambda anchor, acc, boundary, res: KernelDesc(anchor, acc, Epilogue(boundary, res),  # noqa: E731
+                                                       TARGETS["avx2"]).entry_point()
+    assert ep("conv", "f32", "none", True).kernel == "conv_f32:conv2d_f32"  # an fp32 residual is an argument
+    assert ep("gemm", "f32", "quantize", False) == EntryPoint("conv_f32:conv2d_f32_quant", as_pixels=True)
+    assert ep("gemm", "int8", "requantize", True) == EntryPoint("conv_i8:conv2d_i8_add", as_pixels=True)
+    assert ep("depthwise", "int8", "dequantize", True).kernel == "depthwise:depthwise_i8_dequant"
+    with pytest.raises(NotImplementedError):
+        ep("depthwise", "f32", "requantize", False)
+    with pytest.raises(ValueError, match="boundary"):
+        Epilogue("sideways", False)
 
 
 def test_mixed_boundaries(calibrated_net):

@@ -40,6 +40,7 @@ import math
 
 import numpy as np
 
+from qv2c.codegen.kernel_desc import Epilogue, KernelDesc
 from qv2c.codegen.layout import physical_shape, step_shape
 from qv2c.codegen.standalone import LOWERERS, quant_of
 from qv2c.errors import QV2CError
@@ -252,10 +253,10 @@ class _Lowerer:
     def flat(self, ref: Buf | Const) -> Buf | Const:
         return self.view(ref, ("reshape", (int(np.prod(self.shape_of(ref), dtype=np.int64)),)))
 
-    def emit(self, kernel: str, args: list[tuple[str, Arg]], writes: list[Buf]) -> None:
+    def emit(self, kernel: str, args: list[tuple[str, Arg]], writes: list[Buf], desc: KernelDesc | None = None) -> None:
         written = {b.id for b in writes}
         reads = tuple(sorted({a.id for _, a in args if isinstance(a, Buf) and a.id not in written}))
-        self.kernels.append(KernelSpec(kernel, tuple(args), reads, tuple(sorted(written)), self.label))
+        self.kernels.append(KernelSpec(kernel, tuple(args), reads, tuple(sorted(written)), self.label, desc))
 
     # -- model boundary --------------------------------------------------------------------
     def ingest(self, v: Value) -> tuple[str, int, str, tuple[int, ...]]:
@@ -334,32 +335,46 @@ class _Lowerer:
             args += [("q_scale", t.quant.scale[0]), ("q_zp", t.quant.zero_point[0]), ("q_lo", qlo), ("q_hi", qhi)]
         return args
 
+    def _desc(self, a: Op, parts: FusedParts, depthwise: bool, boundary: str, residual: bool,
+              clamp=(-_INF, _INF)) -> KernelDesc:
+        anchor = "depthwise" if depthwise else ("gemm" if a.name in ("qv.gemm", "qv.qgemm") else "conv")
+        accumulation = "int8" if a.name in ("qv.qconv", "qv.qgemm") else "f32"
+        scale_kind = a.attrs.get("requant", "float") if accumulation == "int8" else "none"
+        return KernelDesc(anchor, accumulation, Epilogue(boundary, residual, tuple(map(float, clamp)), scale_kind),
+                          self.target)
+
+    def emit_desc(self, desc: KernelDesc, args: list[tuple[str, Arg]], out: Buf) -> None:
+        """One call of `desc`'s entry point: `args` as for the conv form ([N, H, W, C] views for a gemm run
+        as a 1x1 conv), the target marker last for the conv/GEMM micro-kernels."""
+        entry = desc.entry_point()
+        if desc.anchor != "depthwise":
+            args = args + [self.target_arg()]
+        self.emit(_K + entry.kernel, args, [out], desc)
+
     def _conv_f32(self, a, parts, x, w, b, wname, res, out) -> None:
         oc = w.shape[0]
         depthwise = _is_depthwise(a, w)
         packed = packing.pack_depthwise_f32(w) if depthwise else packing.pack_conv_f32(w, a.attrs["group"])
         bias = self.const(b.astype(np.float32) if b is not None else np.zeros(oc, np.float32), f"{wname}.bias")
-        fn = ("depthwise_f32" if depthwise else "conv2d_f32") + ("_quant" if parts.boundary == "quantize" else "")
+        desc = self._desc(a, parts, depthwise, parts.boundary, res is not None, parts.bounds)
         args = [("x", x), ("w", self.const(packed.data, f"{wname}.packed")), ("bias", bias),
                 ("res", res if res is not None else self.no_residual(out, parts)), ("out", out)]
-        tgt = [] if depthwise else [self.target_arg()]
-        self.emit(_K + ("depthwise:" if depthwise else "conv_f32:") + fn,
-                  args + self._geometry(a, depthwise) + self._f32_epilogue(parts, res) + tgt, [out])
+        self.emit_desc(desc, args + self._geometry(a, depthwise) + self._f32_epilogue(parts, res), out)
 
     def _gemm_f32(self, a, parts, x, w, b, wname, res, out) -> None:
         n = parts.anchor.result.type.shape[1]
         wn, bias = _gemm_weight_bias(a.attrs, w, b, n)
         wc = self.const(packing.pack_gemm_f32(wn, trans_b=True).data, f"{wname}.packed")
         bc = self.const(bias, f"{wname}.bias")
-        if parts.boundary == "quantize":  # no gemm entry point quantizes: run the 1x1 conv on [M, 1, 1, K] views
+        desc = self._desc(a, parts, False, parts.boundary, res is not None, parts.bounds)
+        if desc.entry_point().as_pixels:
             x4, o4 = self._as_pixels(x), self._as_pixels(out)
             r4 = self._as_pixels(res) if res is not None else self.no_residual(out, parts)
-            args = [("x", x4), ("w", wc), ("bias", bc), ("res", r4), ("out", o4)]
-            self.emit(_K + "conv_f32:conv2d_f32_quant",
-                      args + self._pointwise() + self._f32_epilogue(parts, res) + [self.target_arg()], [o4])
+            args = [("x", x4), ("w", wc), ("bias", bc), ("res", r4), ("out", o4)] + self._pointwise()
+            self.emit_desc(desc, args + self._f32_epilogue(parts, res), o4)
         else:
             args = [("a", x), ("w", wc), ("bias", bc), ("res", res if res is not None else out), ("out", out)]
-            self.emit(_K + "gemm:gemm_f32", args + self._f32_epilogue(parts, res) + [self.target_arg()], [out])
+            self.emit_desc(desc, args + self._f32_epilogue(parts, res), out)
 
     def _as_pixels(self, ref):
         m, k = self.shape_of(ref)
@@ -390,46 +405,41 @@ class _Lowerer:
         dequant = parts.boundary == "dequantize"
         target = out
         if dequant and not self.exact:
-            mode = "_dequant"
-            scale = self.const(bias_scales(sx, sw_).astype(np.float32), f"{wname}.scale")
-            fbias = self.const(np.zeros(oc, np.float32), f"{wname}.fbias")
             bounds = parts.bounds
             if res is None:  # the IR clamps to the int8 grid (and the anchor's act) before dequantizing
                 grid = tuple(float(np.float32(q - z1) * np.float32(s1)) for q in (lo1, hi1))
                 bounds = _compose_clamps(grid, bounds)
+            desc = self._desc(a, parts, depthwise, "dequantize", res is not None, bounds)
+            scale = self.const(bias_scales(sx, sw_).astype(np.float32), f"{wname}.scale")
+            fbias = self.const(np.zeros(oc, np.float32), f"{wname}.fbias")
             tail = [("scale", scale), ("fbias", fbias), ("res", res if res is not None else out),
                     ("has_res", res is not None), ("lo", float(bounds[0])), ("hi", float(bounds[1]))]
         elif res is not None and not dequant:
-            mode = "_add"
             qadd = next(o for o in parts.ops if o.name == "qv.qadd")
             ty = parts.result_type
             sr, zr = quant_of(res_val)
             lo, hi = activation_bounds(qadd.attrs.get("act", "none"), ty.quant, ty.dtype)
+            desc = self._desc(a, parts, depthwise, "requantize", True, parts.bounds)
             mult = self.const(_requant_factors(a, requantize_multiplier(sx, sw_, s1)), f"{wname}.mult")
             tail = [("mult", mult), ("z1", z1), ("lo1", lo1), ("hi1", hi1), ("s1", s1), ("res", res), ("zr", zr),
                     ("sr", sr), ("sy", ty.quant.scale[0]), ("zy", ty.quant.zero_point[0]), ("lo", lo), ("hi", hi)]
         else:
-            mode = ""
+            # requantize; with an exact int8 -> fp32 boundary, into the anchor's int8 grid, dequantized after
+            desc = self._desc(a, parts, depthwise, "requantize", False)
             mult = self.const(_requant_factors(a, requantize_multiplier(sx, sw_, s1)), f"{wname}.mult")
             tail = [("mult", mult), ("zy", z1), ("lo", lo1), ("hi", hi1)]
-            if dequant:  # exact: requantize into the anchor's int8 grid, then dequantize as the IR does
+            if dequant:
                 target = self.new_buf(physical_shape(t1.shape), t1.dtype, f"{self.name(a.result)}.int8")
-        if depthwise:
-            kernel = "depthwise:depthwise_i8" + mode
-        elif is_conv or mode == "_add":  # no gemm entry point adds a residual: FC as a 1x1 conv on [M, 1, 1, K]
-            kernel = "conv_i8:conv2d_i8" + mode
-        else:
-            kernel = "gemm:gemm_i8" + mode
-        tgt = [] if depthwise else [self.target_arg()]
-        if kernel.startswith("gemm"):
-            self.emit(_K + kernel, [("a", x), ("za", zx)] + head[2:] + [("out", target)] + tail + tgt, [target])
-        elif is_conv:
-            self.emit(_K + kernel, head + [("out", target)] + self._geometry(a, depthwise) + tail + tgt, [target])
+        entry = desc.entry_point()
+        if desc.anchor == "gemm" and not entry.as_pixels:
+            self.emit_desc(desc, [("a", x), ("za", zx)] + head[2:] + [("out", target)] + tail, target)
+        elif not entry.as_pixels:
+            self.emit_desc(desc, head + [("out", target)] + self._geometry(a, depthwise) + tail, target)
         else:
             tail = [(k, self._as_pixels(v) if k == "res" else v) for k, v in tail]
             o4 = self._as_pixels(target)
-            self.emit(_K + kernel,
-                      [("x", self._as_pixels(x))] + head[1:] + [("out", o4)] + self._pointwise() + tail + tgt, [o4])
+            self.emit_desc(desc, [("x", self._as_pixels(x))] + head[1:] + [("out", o4)] + self._pointwise() + tail,
+                           o4)
         if dequant and self.exact:
             lo, hi = parts.bounds
             size = parts.result_type.size

@@ -7,13 +7,18 @@ readable line by line (and shown by `CompiledModel.source`):
     ...
     def run(b, c):
         # %r1 = qv.qconv+qv.qadd (conv1)
-        conv2d_i8_add(b[3], 0, c[0], c[1], b[4], 3, 3, 1, 1, 1, 1, 1, 1, c[2], 0, 0, 255, 0.05, b[2], ...)
+        #   int8 conv; epilogue: requantize (float scales) + residual, clamp [0, inf]; target avx2
+        #   x=b[3] zx=0 w=c[0] bias=c[1] out=b[4] kh=3 kw=3 ... res=b[2] ... tgt=c[3]
+        conv2d_i8_add(b[3], 0, c[0], c[1], b[4], 3, 3, 1, 1, 1, 1, 1, 1, c[2], 0, 0, 255, 0.05, b[2], ..., c[3])
         ...
 
     def run_profiled(b, c, clock, times):     # the same calls, each followed by a timer read
 
 `b` is the list of buffers (views into one arena, planned by the runtime) and `c` the
-constants (packed weights, biases, multipliers).  Every other argument is a literal:
+constants (packed weights, biases, multipliers, the target marker).  Above each call of `run`,
+a comment gives the typed kernel description of a conv/GEMM group (`kernel_desc.py`) and every
+argument by name (keyword arguments would cost about 1.3 us per call in Numba's dispatcher, so
+the call itself stays positional).  Every other argument is a literal:
 shapes come from the arrays, so the kernels themselves stay generic (one Numba
 specialisation per dtype combination, cached by Numba in the kernels' own files).
 
@@ -54,7 +59,8 @@ def render(program: Program) -> str:
     calls = [f"{k.function}({', '.join(_literal(a) for _, a in k.args)})" for k in program.kernels]
     lines += ["", "", "def run(b, c):"]
     for k, call in zip(program.kernels, calls):
-        lines += [f"    # {k.label}", f"    {call}"]
+        lines += [f"    # {k.label}"] + ([f"    #   {k.desc.summary()}"] if k.desc is not None else [])
+        lines += [f"    #   {' '.join(f'{name}={_literal(a)}' for name, a in k.args)}", f"    {call}"]
     lines += ["    return None", "", "", "def run_profiled(b, c, clock, times):", "    t0 = clock()"]
     for i, (k, call) in enumerate(zip(program.kernels, calls)):
         lines += [f"    # {k.label}", f"    {call}", "    t1 = clock()", f"    times[{i}] += t1 - t0", "    t0 = t1"]

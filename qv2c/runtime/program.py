@@ -100,6 +100,9 @@ class KernelSpec:
     writes: tuple[int, ...]
     #: the IR op (pattern and ONNX node) this call implements, for comments and profiles
     label: str
+    #: for a conv/GEMM group, the compiler's typed description of the kernel (`codegen.kernel_desc.KernelDesc`:
+    #: anchor, accumulation, epilogue, target); None for other kernels.  Informational: the call is `args`.
+    desc: Any = None
 
     @property
     def spec_hash(self) -> str:

@@ -6,7 +6,8 @@ A driver calls e.g. `f32_act(tgt, nrows, a, rowoff, ...)`: `tgt` is a target mar
 on first use) and inlines it.  For int8 the accumulation follows from the packed weight's dtype:
 int16 pairs (`packing.pack_conv_i8(..., dot="pairs")`, `vpmaddwd`) or int8 quads
 (`dot="quads"`, `vpdpbusd`).  The remaining arguments are the micro-kernel's own (`_ACC_ARGS` and
-the epilogue's `_EPILOGUE_ARGS` in `microkernel.py`).
+the epilogue's `_EPILOGUE_ARGS` in `microkernel.py`).  The overloads are inlined into the caller
+(`inline="always"`), so the intrinsic's code sits in the driver's task function as if called directly.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _entry(kind: str, epilogue: str):
          f"    def impl(tgt, {params}):\n"
          f"        mk({params})\n"
          f"    return impl\n", namespace)
-    overload(namespace[name])(namespace["typer"])
+    overload(namespace[name], inline="always")(namespace["typer"])
     return namespace[name]
 
 

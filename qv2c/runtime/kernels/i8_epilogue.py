@@ -95,7 +95,7 @@ def dw_kernel(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, 
     raise NotImplementedError("compiled by Numba only")
 
 
-@overload(panel_kernel)
+@overload(panel_kernel, inline="always")
 def _panel_kernel(tgt, ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf,
                   c0):
     kind = _kind(ep)
