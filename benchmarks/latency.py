@@ -45,6 +45,7 @@ import instruction_peak  # noqa: E402
 from common import (  # noqa: E402 (benchmarks/ is a folder of scripts, not a package)
     RESULTS,
     calibration_images,
+    cpu_flags,
     cpu_model,
     onnxruntime_model_path,
     onnxruntime_quantized,
@@ -312,7 +313,7 @@ def _ms(s: float | None) -> str:
 def render_markdown(result: dict) -> str:
     meta = result["meta"]
     lines = ["# End-to-end latency: qv2c (Numba backend) vs onnxruntime\n",
-             f"CPU: {meta['cpu']}, {meta['threads']} threads on both sides, {meta['date']}. Median of "
+             f"CPU: {meta['cpu']} ({meta.get('cpu_flags', 'flags not recorded')}), {meta['threads']} threads on both sides, {meta['date']}. Median of "
              f"{meta['runs']} runs after 3 warm-up runs ({meta.get('rounds', 3)} interleaved rounds, each block after a 50 ms pause and {meta.get('rewarm', 0)} untimed runs), ms per batch. Mixed = QuantuneV2 with k = {MIXED_K} "
              "fp32 layers; onnxruntime mixed = `quantize_static` with `nodes_to_exclude` = those layers. "
              "Ratios: time / other time (< 1 means qv2c is faster).\n"]
@@ -399,7 +400,7 @@ def main() -> None:
     args = p.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     n_threads = threads()
-    meta = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "threads": n_threads, "runs": args.runs,
+    meta = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "date": time.strftime("%Y-%m-%d"), "threads": n_threads, "runs": args.runs,
             "rounds": args.rounds, "rewarm": REWARM,
             "batches": batches, **instruction_peak.per_core_peaks()}
     if args.memory_only:

@@ -337,7 +337,7 @@ def test_conv_parallel_path_with_panel_chunks():
                 dilations=(1, 1))
     npan = -(-oc // 16)
     for kc, min_ops in ((c, tiling.FP32_CONV_PARALLEL_MIN_OPS), (c // 2, tiling.PARALLEL_MIN_OPS)):
-        plan = ConvPlan(*make_plan(1, h, h, h, h, oc, 3, 3, 1, 1, 1, 1, 1, 1, 1, npan, 9 * c, kc, c, c, min_ops))
+        plan = ConvPlan(*make_plan(1, h, h, h, h, oc, 3, 3, 1, 1, 1, 1, 1, 1, 1, npan, 9 * c, kc, c, c, min_ops, 6))
         assert plan.parallel and plan.nchunks > 1 and npan > plan.nptiles
     x = rng.standard_normal((1, c, h, h)).astype(np.float32)
     w = rng.standard_normal((oc, c, 3, 3)).astype(np.float32)

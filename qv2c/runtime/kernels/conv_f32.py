@@ -43,7 +43,7 @@ from qv2c.runtime.kernels.convplan import (
     plan_tap_offsets,
     task_bounds,
 )
-from qv2c.runtime.kernels.dispatch import f32_act, f32_quant, f32_raw
+from qv2c.runtime.kernels.dispatch import f32_act, f32_quant, f32_raw, tile_rows
 from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
 from qv2c.runtime.kernels.indirect import pad_nhwc, pixel_offsets
 from qv2c.runtime.kernels.microkernel import PANEL
@@ -96,7 +96,7 @@ def conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, 
     icg = c // groups
     check_conv_args(x, out, bias, res, has_res, kh, kw, groups, npan, k, icg)
     plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan, k, icg, c, icg,
-                               FP32_CONV_PARALLEL_MIN_OPS))
+                               FP32_CONV_PARALLEL_MIN_OPS, tile_rows(tgt)))
     if plan.hp == h and plan.wp == wd and pt == 0 and pl == 0:
         xp = x
     else:

@@ -49,7 +49,7 @@ from qv2c.runtime.kernels.convplan import (
     plan_tap_offsets,
     task_bounds,
 )
-from qv2c.runtime.kernels.dispatch import int8_raw
+from qv2c.runtime.kernels.dispatch import int8_raw, tile_rows
 from qv2c.runtime.kernels.i8_epilogue import (
     dequant_params,
     panel_kernel,
@@ -105,7 +105,8 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, ep, mult, 
     icp = -(-icg // width) * width
     check_conv_args(x, out, bias, res, ep.has_res, kh, kw, groups, npan, kpad, icp)
     plan = ConvPlan(*make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan,
-                               w.shape[2] * width, icp // width, groups * icp, icp, PARALLEL_MIN_OPS * 2 // width))
+                               w.shape[2] * width, icp // width, groups * icp, icp, PARALLEL_MIN_OPS * 2 // width,
+                               tile_rows(tgt)))
     xpf = prepare_input(w, x, zx, pt, pl, groups, plan.hp, plan.wp, icp, plan.parallel)
     beff = effective_bias(w, x, zx, bias, oc)
     wf = w.reshape(w.size)

@@ -45,6 +45,17 @@ def _entry(kind: str, epilogue: str):
     return namespace[name]
 
 
+def tile_rows(tgt):
+    """The target's micro-kernel tile height (`TargetSpec.rows`), a compile-time constant."""
+    raise NotImplementedError("compiled by Numba only")
+
+
+@overload(tile_rows, inline="always")
+def _tile_rows(tgt):
+    rows = spec_of_marker_type(tgt).rows
+    return lambda tgt: rows
+
+
 f32_raw = _entry("f32", "raw")
 f32_act = _entry("f32", "f32")
 f32_quant = _entry("f32", "f32_quant")

@@ -523,14 +523,9 @@ def _block(builder, kind, rows, epilogue, args, target):
 
 def tail_heights(rows: int) -> tuple[int, ...]:
     """Block heights for the rows left after the full blocks: the smallest height >= the remainder
-    runs it (computing up to a few rows that are not stored; callers give `rowoff` entries up to a
-    multiple of `ROW_ROUND`)."""
+    runs it (computing up to a few rows that are not stored; callers give `rowoff` entries, and raw
+    scratch rows, up to a multiple of `rows`, which every tail height reaches at most)."""
     return tuple(h for h in (1, 2, 4, 6, 8, 12) if h < rows) + (rows,)
-
-
-#: callers round `rowoff` (and raw scratch tiles) up to a multiple of this many rows: every
-#: target's block height divides it, so a tail block never reads past it
-ROW_ROUND = 12
 
 
 def _emit_kernel(builder, kind, epilogue, args, target):
@@ -579,7 +574,7 @@ def conv_kernel(target, kind: str, epilogue: str):
     `kind` ("f32"; "s16": int16 pairs; "u8s8": u8 x s8 quads) and `epilogue`; generated on first use.
 
     Arguments: `_ACC_ARGS` followed by the epilogue's `_EPILOGUE_ARGS`.  Rows [ro, ro + nrows) of
-    `rowoff` are computed; `rowoff` must hold entries up to a multiple of `ROW_ROUND` rows.
+    `rowoff` are computed; `rowoff` must hold entries up to a multiple of `target.rows` rows.
     """
     if kind == "u8s8" and target.vnni == "native" and not _host_has_vnni():
         # LLVM would abort the process ("Cannot select") on the vpdpbusd intrinsic
