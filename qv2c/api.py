@@ -38,6 +38,7 @@ from qv2c.passes.manager import run_pipeline
 from qv2c.passes.observers import OBSERVERS
 from qv2c.passes.realize_quant import PLACEMENTS, QuantScheme, realize_quant
 from qv2c.passes.sensitivity import METHODS, Ranking, SensitivityContext, rank_layers
+from qv2c.runtime.kernels.target import TargetSpec, host_features, runnable
 
 PRECISIONS = ("mixed", "int8", "fp32")
 BACKENDS = ("numba", "reference")
@@ -55,6 +56,8 @@ class CompiledModel:
     sensitivity: Ranking | None = None
     ranges: Ranges | None = None
     backend: str = "reference"
+    #: what the Numba backend's kernels are generated for (None: `QV2C_TARGET` or the host's best)
+    target: TargetSpec | None = None
     _executable: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -67,7 +70,7 @@ class CompiledModel:
         if self._executable is None:
             from qv2c.backend import build_executable
 
-            self._executable = build_executable(self.module)
+            self._executable = build_executable(self.module, target=self.target)
         return self._executable
 
     @property
@@ -155,6 +158,7 @@ def compile(  # noqa: A001 - the public name the project promises
     backend: str = "numba",
     analysis_batch: int | None = None,
     seed: int = 0,
+    target: str | None = None,
 ) -> CompiledModel:
     """Compile an ONNX model (path, bytes or ModelProto) into a `CompiledModel`.
 
@@ -162,7 +166,9 @@ def compile(  # noqa: A001 - the public name the project promises
     or "mixed" (the `fp32_layers` most sensitive layers by `method` stay fp32, or the
     fewest that keep top-1 on `validation=(inputs, labels)` within
     `max_accuracy_drop` points of fp32). `calibration`: input samples (array, list of
-    arrays or dicts) used to calibrate ranges and to rank layers.
+    arrays or dicts) used to calibrate ranges and to rank layers.  `target`: the instruction set the
+    Numba backend generates kernels for ("generic", "avx2", "avx512", "avx512-vnni"; default
+    `QV2C_TARGET` or the best this CPU has; one this CPU lacks still runs, emulated where needed).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -173,12 +179,14 @@ def compile(  # noqa: A001 - the public name the project promises
     _check_choice("method", method, METHODS)  # before any work, and even where the option goes unused
     _check_choice("calibration_method", calibration_method, OBSERVERS)
     _check_choice("placement", placement, API_PLACEMENTS)
+    kernel_target = runnable(target.lower(), host_features(), "target") if target is not None else None
     request = PrecisionRequest(precision, fp32_layers, max_accuracy_drop, _layer_names(keep_fp32), _layer_names(force_int8))
     runtime = load_canonical(model, batch_size)
     layers = [layer_name(op) for op in quantizable_layers(runtime)]
     request.check(layers, validation)  # also for "fp32", so a misspelt keep_fp32 never passes silently
     if precision == "fp32":
-        return CompiledModel(_placed(runtime, placement), dict.fromkeys(layers, "fp32"), backend=backend)
+        return CompiledModel(_placed(runtime, placement), dict.fromkeys(layers, "fp32"), backend=backend,
+                             target=kernel_target)
 
     probe = make_calibration_set(runtime, calibration)
     batch = analysis_batch or _analysis_batch(probe.count, runtime)
@@ -202,12 +210,12 @@ def compile(  # noqa: A001 - the public name the project promises
         mixed = realize_quant(runtime, int8_layers, ranges, scheme, placement.removesuffix("+fuse")).module
         _placed(mixed, placement)
         precision_map = {n: ("int8" if n in int8_layers else "fp32") for n in layers}
-        return CompiledModel(mixed, precision_map, ranking, ranges, backend)
+        return CompiledModel(mixed, precision_map, ranking, ranges, backend, kernel_target)
 
     fp32_model, score = None, None
     if max_accuracy_drop is not None:
         inputs, labels = validation
-        fp32_model = CompiledModel(runtime, backend=backend)
+        fp32_model = CompiledModel(runtime, backend=backend, target=kernel_target)
 
         def score(model: CompiledModel) -> float:
             return top1(model(inputs), labels, label_offset)

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     from qv2c.passes.calibrate import OBSERVERS
     from qv2c.passes.realize_quant import GRANULARITIES, SCALE_KINDS
     from qv2c.passes.sensitivity import METHODS
+    from qv2c.runtime.kernels.target import TARGETS
 
     p = argparse.ArgumentParser(prog="qv2c-run", description="Compile an ONNX CNN to a mixed int8/fp32 program.")
     p.add_argument("model", help="ONNX file, or a model name known to qv2c.datasets (e.g. cifar10_resnet18v1)")
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-kind", choices=SCALE_KINDS, default="float")
     p.add_argument("--placement", choices=API_PLACEMENTS, default="boundary+fuse")
     p.add_argument("--backend", choices=BACKENDS, default="numba")
+    p.add_argument("--target", choices=sorted(TARGETS),
+                   help="instruction set the kernels are generated for (default: $QV2C_TARGET or this CPU's best)")
     p.add_argument("--keep-fp32", nargs="*", default=[], metavar="LAYER")
     p.add_argument("--force-int8", nargs="*", default=[], metavar="LAYER")
     p.add_argument("--batch-size", type=int, default=1)
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> None:
         path, calibration, precision=args.precision, method=args.method, fp32_layers=args.fp32_layers,
         calibration_method=args.calibration_method, weight_granularity=args.weight_granularity,
         scale_kind=args.scale_kind, keep_fp32=args.keep_fp32, force_int8=args.force_int8,
-        batch_size=args.batch_size, placement=args.placement, backend=args.backend,
+        batch_size=args.batch_size, placement=args.placement, backend=args.backend, target=args.target,
         **_accuracy_target(args, named),
     )
     print(f"compiled {path} in {time.perf_counter() - start:.1f} s ({args.precision}, {args.method})")
@@ -130,8 +133,11 @@ def _report_latency(model, x: np.ndarray, runs: int) -> None:
         t = time.perf_counter()
         model.run(x)
         times.append(time.perf_counter() - t)
+    from qv2c.runtime.kernels.target import selected_target
+
+    where = f", kernels for {(model.target or selected_target()).label}" if model.backend == "numba" else ""
     print(f"\nlatency of one batch of {len(x)}: median {statistics.median(times) * 1e3:.2f} ms over {runs} runs "
-          f"({model.backend} backend)")
+          f"({model.backend} backend{where})")
 
 
 def _report_profile(model, x: np.ndarray, backend: str, top: int = 10) -> None:

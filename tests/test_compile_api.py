@@ -17,6 +17,7 @@ from qv2c.datasets import load_eval_set, model_path, spread_indices, top1
 from qv2c.errors import CalibrationError, ConfigError, InputError
 from qv2c.ir import interpret
 from qv2c.passes.sensitivity import Ranking
+from qv2c.runtime.kernels.target import TARGETS
 
 CALIB = images(8, seed=1)
 TEST = images(12, seed=2)
@@ -123,6 +124,14 @@ def int8_models(cnn):
     return qv2c.compile(cnn, CALIB, precision="int8"), qv2c.compile(cnn, CALIB, precision="int8", batch_size=4)
 
 
+def test_target_option_chooses_the_kernels(cnn, int8_models):
+    """`target=` generates the conv/GEMM kernels for that instruction set (here the portable 4-lane one),
+    with the same integer results as the default target's."""
+    generic = qv2c.compile(cnn, CALIB, precision="int8", target="generic")
+    assert generic.target is TARGETS["generic"] and "target generic" in generic.source
+    np.testing.assert_array_equal(generic(TEST[:3]), int8_models[0](TEST[:3]))
+
+
 def test_runs_any_number_of_samples_in_chunks(int8_models):
     one, four = int8_models
     assert four.batch_size == 4
@@ -195,6 +204,7 @@ BAD_CALLS = {
     "precision": (CALIB, {"precision": "int4"}, ConfigError, "precision must be one of"),
     "placement": (CALIB, {"placement": "everywhere"}, ConfigError, "placement"),
     "batch_size": (CALIB, {"batch_size": 0}, ConfigError, "batch_size"),
+    "target": (CALIB, {"target": "avx9"}, ConfigError, "target='avx9' is not a target: choose one of generic"),
     # the fp32 path checks the layer lists too, so a misspelt name never passes silently
     "fp32 with unknown keep_fp32": (None, {"precision": "fp32", "keep_fp32": ["conv9"]}, ConfigError, "unknown layer"),
     "fp32 with an unused method": (None, {"precision": "fp32", "method": "hawq"}, ConfigError, "unknown method"),

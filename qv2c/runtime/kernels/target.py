@@ -38,7 +38,7 @@ from functools import cache
 
 import numpy as np
 
-from qv2c.errors import QV2CError
+from qv2c.errors import ConfigError
 
 #: the environment variable that forces a target
 TARGET_ENV = "QV2C_TARGET"
@@ -104,10 +104,11 @@ def best_target(features: dict[str, bool]) -> TargetSpec:
     return TARGETS["generic"]
 
 
-def runnable(name: str, features: dict[str, bool]) -> TargetSpec:
-    """Target `name` as it can run on a CPU with `features`: VNNI emulated where the CPU lacks it."""
+def runnable(name: str, features: dict[str, bool], given_as: str = TARGET_ENV) -> TargetSpec:
+    """Target `name` as it can run on a CPU with `features`: VNNI emulated where the CPU lacks it.
+    `given_as` names where the name came from, for the error message."""
     if name not in TARGETS:
-        raise QV2CError(f"{TARGET_ENV}={name!r} is not a target: choose one of {', '.join(TARGETS)}")
+        raise ConfigError(f"{given_as}={name!r} is not a target: choose one of {', '.join(TARGETS)}")
     spec = TARGETS[name]
     if spec.vnni == "native" and not features.get("avx512vnni", False):
         return AVX512_VNNI_EMULATED
