@@ -2,8 +2,9 @@
 
     python benchmarks/vnni_codegen.py        # writes results/vnni_codegen.md
 
-The int8 micro-kernels are target-independent LLVM IR (`qv2c/runtime/kernels/microkernel.py`),
-so on a VNNI CPU they would get `vpdpbusd` only if LLVM's instruction selection formed it. This
+This experiment is why the avx512-vnni target (`qv2c/runtime/kernels/target.py`) calls the x86
+intrinsic rather than relying on portable IR: written target-independently, the int8 micro-kernels
+would get `vpdpbusd` on a VNNI CPU only if LLVM's instruction selection formed it. This
 compiles (never runs) two portable forms of acc[8 x i32] += 32 u8 x s8 products summed in groups
 of four for several target CPUs and counts the vector instructions LLVM emits:
 

@@ -8,33 +8,42 @@ of BLIS/oneDNN: accumulators for R output pixels x 16 output channels stay in ve
 registers for the whole reduction; each step broadcasts one activation per pixel and
 loads 16 weights once.  Numba cannot keep an accumulator tile in registers (a local
 array lives in memory and may alias every other array), so the kernel is emitted as IR
-where the accumulators are `<8 x float>` / `<8 x i32>` SSA values.
+where the accumulators are `<lanes x float>` / `<lanes x i32>` SSA values.
 
-Only target-independent IR is used, so LLVM picks instructions for the CPU it runs on:
+The IR is written for a target (`target.py`): its vector width (4, 8 or 16 lanes: one panel of
+16 output channels is 16 / lanes vectors per row), its tile height, and its int8 dot product.
+Apart from the VNNI instruction, only target-independent IR is used, so LLVM picks instructions
+for the CPU it compiles for (`codegen/target_asm.py` shows them for any named CPU):
 
-- fp32: `llvm.fmuladd` -> `vbroadcastss` + `vfmadd231ps` with AVX2+FMA, mul+add without FMA.
-- int8: activations arrive as int16 (x - zx) and weights as int16; `mul(sext a, sext b)`
-  followed by "even lanes + odd lanes" is exactly `pmaddwd`, and the x86 backend emits
-  one `vpmaddwd` (AVX2; `pmaddwd` on SSE2) per 16 multiply-accumulates.  (For AVX-512
-  VNNI targets LLVM can fuse the add into `vpdpwssd`; in this loop LLVM 22 keeps
-  `vpmaddwd` + `vpaddd` for icelake-server.)  int16 x int16 pair sums cannot saturate
+- fp32: `llvm.fmuladd` -> `vbroadcastss` + `vfmadd231ps` (ymm on AVX2, zmm on AVX-512), mul+add
+  without FMA.
+- int8 "pairs" (kind "s16"): activations arrive as int16 (x - zx) and weights as int16;
+  `mul(sext a, sext b)` followed by "even lanes + odd lanes" is exactly `pmaddwd`, and the x86
+  backend emits one `vpmaddwd` (AVX2, AVX-512BW; `pmaddwd` on SSE2; fused into `vpdpwssd` where
+  VNNI exists) per 2 x lanes multiply-accumulates.  int16 x int16 pair sums cannot saturate
   (|x - zx| <= 255, |w| <= 128), unlike the `vpmaddubsw` u8 x s8 path.
+- int8 "quads" (kind "u8s8", AVX-512 VNNI): raw u8 activations (4 channels = one i32, broadcast)
+  and int8 weights in groups of 4; `llvm.x86.avx512.vpdpbusd.512` adds 4 u8 x s8 products per
+  int32 lane, without saturation (LLVM never forms it from portable IR: benchmarks/vnni_codegen.py),
+  or the same sums in portable IR for the emulated target (`_vnni_dot`).
 
 Addressing ("indirect convolution"): the reduction runs over `ntaps` kernel taps and
 `kc` channels (fp32) or channel pairs (int16) per tap:
 
     A(r, t, k) = a[rowoff[ro + r] + tapoff[t] + k]          (fp32; int16 pairs at + 2k)
-    B(t, k, j) = b[b_off + (t * kc + k) * 16 + j]           (int16: [.., 16, 2] pairs)
+    B(t, k, j) = b[b_off + (t * kc + k) * 16 + j]           (int16: [.., 16, 2] pairs; int8: [.., 16, 4] quads)
     acc[r, j]  = sum_t sum_k A(r, t, k) * B(t, k, j)        r < R rows, j < 16 channels
 
 `rowoff` holds the start of each output pixel's receptive field in an NHWC (zero-padded)
 input, `tapoff` the offset of each (kh, kw) tap, so a 3x3 conv reads its input in place
 with no im2col copy; a 1x1 conv or a GEMM is the case ntaps = 1, tapoff = [0].  One call
-computes `nrows` rows: blocks of 6, then one tail block of height 4, 2 or 1 (6 for a
-tail of 5), so the per-call overhead is paid once per weight panel and pixel tile.
+computes `nrows` rows: blocks of the target's tile height R, then one tail block of the smallest
+height >= the remainder (`tail_heights`), so the per-call overhead is paid once per weight panel
+and pixel tile.
 
-Fused epilogues (all channel-vector operations on the register tile, stored with row
-stride `ldo`; rows r >= nvalid are computed but not stored):
+Fused epilogues (all channel-vector operations on the register tile, in 8-lane vectors whatever
+the target's width (`_as_octets`), stored with row stride `ldo`; rows r >= nvalid are computed
+but not stored):
 
     raw          C[r, j] = acc                                   (fp32 or int32 scratch)
     f32          out = clamp(acc + bias (+ res), lo, hi)          fp32
@@ -49,10 +58,11 @@ They are bit-identical to the NumPy-level definitions in `epilogue.py` (same flo
 operations in the same order, no contraction; `llvm.rint` rounds half to even in the
 default rounding mode, like `np.rint`).
 
-Register budget for R = 6 (fp32): 12 accumulators + 2 weight vectors + 1 broadcast = 15
-of the 16 ymm registers; per step 6 broadcasts, 2 weight loads, 12 FMAs.  With R <= 3
-each fp32 accumulator is split over k ("ksplit") so that >= 8 FMA chains hide the FMA
-latency; integer adds have 1-cycle latency and need no split.
+Register budget, AVX2 (R = 6): 12 accumulators + 2 weight vectors + 1 broadcast = 15 of the 16
+ymm registers; per step 6 broadcasts, 2 weight loads, 12 FMAs.  AVX-512 (R = 12): 12 zmm
+accumulators + 1 weight vector + broadcasts of the 32 registers.  Where a tile has fewer than 8
+accumulators, each is split over k ("ksplit") so that >= 8 FMA / `vpdpbusd` chains hide their
+latency; the `vpmaddwd` path's integer adds have 1-cycle latency and need no split.
 """
 
 from __future__ import annotations
