@@ -238,19 +238,26 @@ def _vnni_dot(builder, acc, xq, wq, lanes, vnni):
     """acc + (per i32 lane) the sum of the four u8 x s8 byte products of xq (u8) and wq (s8).
 
     "native": one `vpdpbusd` (`llvm.x86.avx512.vpdpbusd.{256,512}`; LLVM never forms it from
-    portable IR).  "emulated": the same sums in portable IR: zero-extend the activation bytes,
-    sign-extend the weight bytes, multiply in int32 and add the four lanes of each group.  Both
-    wrap modulo 2**32 (no saturation), so they agree bit for bit.
+    portable IR).  "emulated": the same sums in portable IR, one byte position b at a time on
+    int32 lanes: the activation byte zero-extended ((xq >> 8b) & 255), the weight byte
+    sign-extended ((wq << (24 - 8b)) >> 24, arithmetic), multiplied and added.  (A first form
+    widened all 4 x lanes bytes to one <64 x i32> vector and summed groups of four by shuffles:
+    the same values, but 3-4x the LLVM compile time on AVX2.)  Both wrap modulo 2**32 (no
+    saturation), and modular addition does not depend on order, so they agree bit for bit.
     """
     vi = _vec(_I32, lanes)
     if vnni == "native":
         fn = _intrinsic_fn(builder, f"llvm.x86.avx512.vpdpbusd.{32 * lanes}", vi, 3)
         return builder.call(fn, [acc, xq, wq])
-    bytes_ty, wide_ty = _vec(_I8, 4 * lanes), _vec(_I32, 4 * lanes)
-    prod = builder.mul(builder.zext(builder.bitcast(xq, bytes_ty), wide_ty),
-                       builder.sext(builder.bitcast(wq, bytes_ty), wide_ty))
-    quad = [builder.shuffle_vector(prod, prod, ir.Constant(vi, list(range(b, 4 * lanes, 4)))) for b in range(4)]
-    return builder.add(acc, builder.add(builder.add(quad[0], quad[1]), builder.add(quad[2], quad[3])))
+
+    def splat(v):
+        return ir.Constant(vi, [v] * lanes)
+
+    for b in range(4):
+        xb = builder.and_(builder.lshr(xq, splat(8 * b)), splat(255))
+        wb = builder.ashr(builder.shl(wq, splat(24 - 8 * b)), splat(24))
+        acc = builder.add(acc, builder.mul(xb, wb))
+    return acc
 
 
 def _accumulate(builder, kind, rows, args, target):
