@@ -26,6 +26,7 @@ from qv2c.codegen.target_asm import kernel_assembly
 from qv2c.errors import QV2CError
 from qv2c.ir.quant_math import requantize_float
 from qv2c.runtime.kernels import conv_i8, gemm, packing, target
+from qv2c.runtime.kernels.microkernel import standalone_ir
 from qv2c.runtime.kernels.target import AVX512_VNNI_EMULATED, TARGETS
 
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -158,10 +159,12 @@ def test_avx2_target_selects_ymm_fma_and_vpmaddwd(kind):
         assert asm.counts["vpmaddwd"] >= 12 and asm.counts["vpmaddubsw"] == 0 and asm.counts["vpmulld"] == 0
 
 
-def test_emulated_vnni_never_uses_the_instruction():
-    """The emulation must be portable: on a VNNI CPU it may fuse, but on AVX2 it cannot name vpdpbusd."""
-    counts = kernel_assembly(AVX512_VNNI_EMULATED, "u8s8", "raw", "haswell").counts
-    assert counts["vpdpbusd"] == 0 and counts["vpmaddubsw"] == 0
+def test_emulated_vnni_is_portable_ir():
+    """The emulated VNNI kernel calls no x86 intrinsic (it must compile for any CPU), the native one calls
+    vpdpbusd; and the emulation never becomes the saturating vpmaddubsw."""
+    assert "llvm.x86" not in standalone_ir(AVX512_VNNI_EMULATED, "u8s8", "raw")
+    assert "llvm.x86.avx512.vpdpbusd.512" in standalone_ir(TARGETS["avx512-vnni"], "u8s8", "raw")
+    assert kernel_assembly(AVX512_VNNI_EMULATED, "u8s8", "raw", "haswell").counts["vpmaddubsw"] == 0
 
 
 # -- choosing a target --------------------------------------------------------------------------
@@ -188,6 +191,10 @@ def test_qv2c_target_environment_variable(monkeypatch):
     assert target.selected_target() is TARGETS["generic"]
     monkeypatch.delenv("QV2C_TARGET")
     assert target.selected_target() is target.best_target(HOST)
+    monkeypatch.setenv("QV2C_TARGET", "avx9")
+    with pytest.raises(QV2CError, match="QV2C_TARGET='avx9' is not a target") as e:
+        target.selected_target()
+    assert "\n" not in str(e.value)
 
 
 def test_native_vnni_kernel_refused_without_vnni():

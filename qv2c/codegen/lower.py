@@ -335,7 +335,7 @@ class _Lowerer:
             args += [("q_scale", t.quant.scale[0]), ("q_zp", t.quant.zero_point[0]), ("q_lo", qlo), ("q_hi", qhi)]
         return args
 
-    def _desc(self, a: Op, parts: FusedParts, depthwise: bool, boundary: str, residual: bool,
+    def _desc(self, a: Op, depthwise: bool, boundary: str, residual: bool,
               clamp=(-_INF, _INF)) -> KernelDesc:
         anchor = "depthwise" if depthwise else ("gemm" if a.name in ("qv.gemm", "qv.qgemm") else "conv")
         accumulation = "int8" if a.name in ("qv.qconv", "qv.qgemm") else "f32"
@@ -356,7 +356,7 @@ class _Lowerer:
         depthwise = _is_depthwise(a, w)
         packed = packing.pack_depthwise_f32(w) if depthwise else packing.pack_conv_f32(w, a.attrs["group"])
         bias = self.const(b.astype(np.float32) if b is not None else np.zeros(oc, np.float32), f"{wname}.bias")
-        desc = self._desc(a, parts, depthwise, parts.boundary, res is not None, parts.bounds)
+        desc = self._desc(a, depthwise, parts.boundary, res is not None, parts.bounds)
         args = [("x", x), ("w", self.const(packed.data, f"{wname}.packed")), ("bias", bias),
                 ("res", res if res is not None else self.no_residual(out, parts)), ("out", out)]
         self.emit_desc(desc, args + self._geometry(a, depthwise) + self._f32_epilogue(parts, res), out)
@@ -366,7 +366,7 @@ class _Lowerer:
         wn, bias = _gemm_weight_bias(a.attrs, w, b, n)
         wc = self.const(packing.pack_gemm_f32(wn, trans_b=True).data, f"{wname}.packed")
         bc = self.const(bias, f"{wname}.bias")
-        desc = self._desc(a, parts, False, parts.boundary, res is not None, parts.bounds)
+        desc = self._desc(a, False, parts.boundary, res is not None, parts.bounds)
         if desc.entry_point().as_pixels:
             x4, o4 = self._as_pixels(x), self._as_pixels(out)
             r4 = self._as_pixels(res) if res is not None else self.no_residual(out, parts)
@@ -409,7 +409,7 @@ class _Lowerer:
             if res is None:  # the IR clamps to the int8 grid (and the anchor's act) before dequantizing
                 grid = tuple(float(np.float32(q - z1) * np.float32(s1)) for q in (lo1, hi1))
                 bounds = _compose_clamps(grid, bounds)
-            desc = self._desc(a, parts, depthwise, "dequantize", res is not None, bounds)
+            desc = self._desc(a, depthwise, "dequantize", res is not None, bounds)
             scale = self.const(bias_scales(sx, sw_).astype(np.float32), f"{wname}.scale")
             fbias = self.const(np.zeros(oc, np.float32), f"{wname}.fbias")
             tail = [("scale", scale), ("fbias", fbias), ("res", res if res is not None else out),
@@ -419,13 +419,13 @@ class _Lowerer:
             ty = parts.result_type
             sr, zr = quant_of(res_val)
             lo, hi = activation_bounds(qadd.attrs.get("act", "none"), ty.quant, ty.dtype)
-            desc = self._desc(a, parts, depthwise, "requantize", True, parts.bounds)
+            desc = self._desc(a, depthwise, "requantize", True, parts.bounds)
             mult = self.const(_requant_factors(a, requantize_multiplier(sx, sw_, s1)), f"{wname}.mult")
             tail = [("mult", mult), ("z1", z1), ("lo1", lo1), ("hi1", hi1), ("s1", s1), ("res", res), ("zr", zr),
                     ("sr", sr), ("sy", ty.quant.scale[0]), ("zy", ty.quant.zero_point[0]), ("lo", lo), ("hi", hi)]
         else:
             # requantize; with an exact int8 -> fp32 boundary, into the anchor's int8 grid, dequantized after
-            desc = self._desc(a, parts, depthwise, "requantize", False)
+            desc = self._desc(a, depthwise, "requantize", False)
             mult = self.const(_requant_factors(a, requantize_multiplier(sx, sw_, s1)), f"{wname}.mult")
             tail = [("mult", mult), ("zy", z1), ("lo", lo1), ("hi", hi1)]
             if dequant:

@@ -17,8 +17,8 @@ readable line by line (and shown by `CompiledModel.source`):
 `b` is the list of buffers (views into one arena, planned by the runtime) and `c` the
 constants (packed weights, biases, multipliers, the target marker).  Above each call of `run`,
 a comment gives the typed kernel description of a conv/GEMM group (`kernel_desc.py`) and every
-argument by name (keyword arguments would cost about 1.3 us per call in Numba's dispatcher, so
-the call itself stays positional).  Every other argument is a literal:
+argument by name (keyword arguments cost more per call in Numba's dispatcher,
+benchmarks/results/backend_costs.md, so the call itself stays positional).  Every other argument is a literal:
 shapes come from the arrays, so the kernels themselves stay generic (one Numba
 specialisation per dtype combination, cached by Numba in the kernels' own files).
 

@@ -101,8 +101,8 @@ def task_bounds(task, plan):
     """(group, first pixel, pixel count, rows rounded up to the target's tile height (the pixel-offset and
     scratch rows a tail block may read or write, `microkernel.tail_heights`), first panel, end panel).
 
-    (Rounding to the largest tile height of all targets, 12, instead of the target's own measured 5 %
-    slower on AVX2 int8 ResNets, A/B of whole models: the code layout changes, not the work.)"""
+    (Rounding every target to the largest tile height, 12, was measurably slower on AVX2 int8 ResNets
+    with the same inner loop: benchmarks/results/ab_compare.md.)"""
     g = task // (plan.nptiles * plan.nchunks)
     t = (task // plan.nchunks) % plan.nptiles
     pan0 = (task % plan.nchunks) * plan.per_chunk

@@ -12,19 +12,16 @@ the epilogue's `_EPILOGUE_ARGS` in `microkernel.py`).  The overloads are inlined
 
 from __future__ import annotations
 
-from numba import types
 from numba.extending import overload
 
+from qv2c.runtime.kernels.i8_input import packed_dot
 from qv2c.runtime.kernels.microkernel import _ACC_ARGS, _EPILOGUE_ARGS, conv_kernel
 from qv2c.runtime.kernels.target import spec_of_marker_type
 
 
 def _int8_kind(b) -> str:
-    if b.dtype == types.int16:
-        return "s16"
-    if b.dtype == types.int8:
-        return "u8s8"
-    raise TypeError(f"int8 conv kernel: packed weights must be int16 pairs or int8 quads, got {b.dtype}")
+    """The micro-kernel accumulation of a packed int8 weight: "s16" for pairs, "u8s8" for quads."""
+    return {"pairs": "s16", "quads": "u8s8"}[packed_dot(b)]
 
 
 def _entry(kind: str, epilogue: str):

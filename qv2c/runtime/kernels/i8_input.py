@@ -27,12 +27,17 @@ from qv2c.runtime.kernels.indirect import pad_u8_quads, pad_widen_s16
 from qv2c.runtime.kernels.tiling import pad_in_parallel
 
 
-def _quads(w) -> bool:
+def packed_dot(w) -> str:
+    """The dot product a packed int8 conv weight's Numba type was packed for: "pairs" or "quads"."""
     if w.dtype == types.int16:
-        return False
+        return "pairs"
     if w.dtype == types.int8:
-        return True
+        return "quads"
     raise TypeError(f"int8 conv: packed weights must be int16 (pairs) or int8 (quads), got {w.dtype}")
+
+
+def _quads(w) -> bool:
+    return packed_dot(w) == "quads"
 
 
 def _u8_shift(x) -> int:

@@ -74,6 +74,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from qv2c.runtime.kernels.target import host_features
+
 #: output channels per weight panel (two 8-lane vectors)
 PANEL = 16
 
@@ -240,10 +242,11 @@ def _vnni_dot(builder, acc, xq, wq, lanes, vnni):
     "native": one `vpdpbusd` (`llvm.x86.avx512.vpdpbusd.{256,512}`; LLVM never forms it from
     portable IR).  "emulated": the same sums in portable IR, one byte position b at a time on
     int32 lanes: the activation byte zero-extended ((xq >> 8b) & 255), the weight byte
-    sign-extended ((wq << (24 - 8b)) >> 24, arithmetic), multiplied and added.  (A first form
-    widened all 4 x lanes bytes to one <64 x i32> vector and summed groups of four by shuffles:
-    the same values, but 3-4x the LLVM compile time on AVX2.)  Both wrap modulo 2**32 (no
-    saturation), and modular addition does not depend on order, so they agree bit for bit.
+    sign-extended ((wq << (24 - 8b)) >> 24, arithmetic), multiplied and added: lane-width
+    operations only, which LLVM compiles much faster on AVX2 than one 4 x lanes wide product
+    summed by shuffles (cold JIT per target: benchmarks/results/backend_costs.md).  Both wrap
+    modulo 2**32 (no saturation), and modular addition does not depend on order, so they agree
+    bit for bit.
     """
     vi = _vec(_I32, lanes)
     if vnni == "native":
@@ -573,12 +576,6 @@ def _emit_kernel(builder, kind, epilogue, args, target):
         lo_ = hi_ + 1
 
 
-def _host_has_vnni() -> bool:
-    import llvmlite.binding as llvm
-
-    return bool(llvm.get_host_cpu_features().get("avx512vnni", False))
-
-
 #: element types of the activations / weights of each accumulation kind
 _OPERAND_DTYPES = {"f32": ((types.float32,), types.float32, types.float32),
                    "s16": ((types.int16,), types.int16, types.int32),
@@ -593,7 +590,7 @@ def conv_kernel(target, kind: str, epilogue: str):
     Arguments: `_ACC_ARGS` followed by the epilogue's `_EPILOGUE_ARGS`.  Rows [ro, ro + nrows) of
     `rowoff` are computed; `rowoff` must hold entries up to a multiple of `target.rows` rows.
     """
-    if kind == "u8s8" and target.vnni == "native" and not _host_has_vnni():
+    if kind == "u8s8" and target.vnni == "native" and not host_features().get("avx512vnni", False):
         # LLVM would abort the process ("Cannot select") on the vpdpbusd intrinsic
         raise TypeError(f"target {target.name} needs AVX-512 VNNI, which this CPU lacks: use its emulated form "
                         "(target.runnable)")

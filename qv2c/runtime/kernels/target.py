@@ -27,7 +27,7 @@ Numba sees a target as the *type* of a small marker argument (`TargetSpec.marker
 target is its own compiled specialisation, in memory and in Numba's on-disk cache, and a process
 can run several side by side (tests, A/B runs).  The marker is a one-element int8 array whose
 rank names the target: Numba types an array argument in C on every call, while a named tuple
-(the first design) cost about 1.3 us more per kernel call in Python-level typing.
+(the first design) is typed in Python on every kernel call (benchmarks/results/backend_costs.md).
 """
 
 from __future__ import annotations
