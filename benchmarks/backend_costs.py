@@ -39,7 +39,7 @@ import time, numpy as np
 from qv2c.runtime.kernels import conv_i8, packing, prepare
 from qv2c.runtime.kernels.target import TARGETS, AVX512_VNNI_EMULATED
 prepare()
-t = {"emulated": AVX512_VNNI_EMULATED}.get({name!r}) or TARGETS[{name!r}]
+t = {"emulated": AVX512_VNNI_EMULATED}.get(NAME) or TARGETS[NAME]
 x = np.zeros((1, 8, 8, 16), np.uint8)
 w = packing.pack_conv_i8(np.ones((32, 16, 3, 3), np.int8), dot=t.int8_dot).data
 out = np.zeros((1, 8, 8, 32), np.uint8)
@@ -84,7 +84,7 @@ def call_overhead_us() -> dict[str, float]:
 def cold_jit_s(name: str) -> float:
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        run = subprocess.run([sys.executable, "-c", JIT_CHILD.format(name=name)], env=env, capture_output=True,
+        run = subprocess.run([sys.executable, "-c", JIT_CHILD.replace("NAME", repr(name))], env=env, capture_output=True,
                              text=True, check=True)
     return float(run.stdout.split()[-1])
 
