@@ -306,6 +306,13 @@ def write_report(result: dict) -> None:
     (RESULTS / "latency.md").write_text(render_markdown(result))
 
 
+def _int8_instruction(meta: dict) -> str:
+    """The int8 instruction the peak was measured with: the one the run's target generates."""
+    if "vnni" in meta.get("target", ""):
+        return "`vpdpbusd` on u8 x s8 quads"
+    return "`vpmaddwd` + `vpaddd` on int16 pairs"
+
+
 def _ms(s: float | None) -> str:
     return "n/a" if s is None else f"{s * 1e3:.2f}"
 
@@ -349,8 +356,8 @@ def render_markdown(result: dict) -> str:
                      "peak is not measured without AVX2.\n")
     else:
         lines.append(f"Peak of one core, measured (`instruction_peak.py`: independent chains of the kernels' own "
-                     f"instructions): fp32 FMA {f32_peak:.0f} GFLOP/s, int8 {i8_peak:.0f} GOP/s (`vpmaddwd` + "
-                     f"`vpaddd` on int16 pairs; no VNNI), so a compute-bound int8 layer can be at most "
+                     f"instructions, target {meta.get('target', 'not recorded')}): fp32 FMA {f32_peak:.0f} GFLOP/s, "
+                     f"int8 {i8_peak:.0f} GOP/s ({_int8_instruction(meta)}), so a compute-bound int8 layer can be at most "
                      f"{i8_peak / f32_peak:.2f}x faster than fp32 here.\n")
     for row in result["rows"]:
         e = row["batches"].get("1", {})
