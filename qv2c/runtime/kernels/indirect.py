@@ -167,16 +167,33 @@ def tap_offsets(kh, kw, dh, dw, wp, cp):
 @njit(cache=True)
 def pixel_offsets(p0, count, oh, ow, sh, sw, hp, wp, cp, chan0, out):
     """out[i] = offset in the padded input of the receptive field of output pixel p0 + i (i < count),
-    then repeated for the rest of `out` (rows a micro-kernel computes but does not store)."""
-    ohw = oh * ow
-    last = 0
+    then repeated for the rest of `out` (rows a micro-kernel computes but does not store).
+
+    One division locates p0; then the output column, row and image advance by increments: two
+    64-bit divisions per pixel cost more than the micro-kernel's work on a short reduction
+    (a 1x1 conv over 16 channels)."""
+    if count <= 0:
+        out[:] = 0
+        return
+    n = p0 // (oh * ow)
+    rem = p0 - n * (oh * ow)
+    yo = rem // ow
+    xo = rem - yo * ow
+    col_step, row_start = sw * cp, ((n * hp + yo * sh) * wp) * cp + chan0
+    last = row_start + xo * col_step
     for i in range(out.size):
         if i < count:
-            p = p0 + i
-            n = p // ohw
-            rem = p - n * ohw
-            yo = rem // ow
-            xo = rem - yo * ow
-            last = ((n * hp + yo * sh) * wp + xo * sw) * cp + chan0
-        out[i] = last
+            out[i] = last
+            xo += 1
+            last += col_step
+            if xo == ow:
+                xo = 0
+                yo += 1
+                if yo == oh:
+                    yo = 0
+                    n += 1
+                row_start = ((n * hp + yo * sh) * wp) * cp + chan0
+                last = row_start
+        else:
+            out[i] = out[count - 1]
 

@@ -41,8 +41,9 @@ computes `nrows` rows: blocks of the target's tile height R, then one tail block
 height >= the remainder (`tail_heights`), so the per-call overhead is paid once per weight panel
 and pixel tile.
 
-Fused epilogues (all channel-vector operations on the register tile, in 8-lane vectors whatever
-the target's width (`_as_octets`), stored with row stride `ldo`; rows r >= nvalid are computed
+Fused epilogues (all channel-vector operations on the register tile, in vectors of the target's
+width, at least 8 lanes (`_epilogue_vectors`): 16-lane zmm on AVX-512, which halves the epilogue's
+instructions against 8-lane halves), stored with row stride `ldo`; rows r >= nvalid are computed
 but not stored):
 
     raw          C[r, j] = acc                                   (fp32 or int32 scratch)
@@ -87,6 +88,14 @@ _I64 = ir.IntType(64)
 _F32 = ir.FloatType()
 _VF = ir.VectorType(_F32, 8)
 _VI = ir.VectorType(_I32, 8)
+
+
+def _vf(n: int):
+    return ir.VectorType(_F32, n)
+
+
+def _vi(n: int):
+    return ir.VectorType(_I32, n)
 
 
 def _c64(v: int):
@@ -191,41 +200,51 @@ def _intrinsic_fn(builder, name, vecty, nargs):
 
 
 def _clamp(builder, v, lo, hi):
-    """min(max(v, lo), hi) lane-wise with scalar bounds (maxnum/minnum: vmaxps/vminps)."""
-    fmax = _intrinsic_fn(builder, "llvm.maxnum.v8f32", _VF, 2)
-    fmin = _intrinsic_fn(builder, "llvm.minnum.v8f32", _VF, 2)
-    return builder.call(fmin, [builder.call(fmax, [v, _splat(builder, _VF, lo)]), _splat(builder, _VF, hi)])
+    """min(max(v, lo), hi) lane-wise with scalar bounds (maxnum/minnum: a NaN input gives a bound)."""
+    n = v.type.count
+    fmax = _intrinsic_fn(builder, f"llvm.maxnum.v{n}f32", v.type, 2)
+    fmin = _intrinsic_fn(builder, f"llvm.minnum.v{n}f32", v.type, 2)
+    return builder.call(fmin, [builder.call(fmax, [v, _splat(builder, v.type, lo)]), _splat(builder, v.type, hi)])
+
+
+def _clamp_number(builder, v, lo, hi):
+    """`_clamp` of a value that cannot be NaN (it comes from an integer sum): compare-and-select, which
+    is one `vmaxps` and one `vminps`, where maxnum/minnum add a NaN compare and a blend per bound.
+    The two agree on every non-NaN input."""
+    lo_v, hi_v = _splat(builder, v.type, lo), _splat(builder, v.type, hi)
+    v = builder.select(builder.fcmp_ordered(">", v, lo_v), v, lo_v)
+    return builder.select(builder.fcmp_ordered("<", v, hi_v), v, hi_v)
 
 
 def _rint(builder, v):
-    return builder.call(_intrinsic_fn(builder, "llvm.rint.v8f32", _VF, 1), [v])
+    return builder.call(_intrinsic_fn(builder, f"llvm.rint.v{v.type.count}f32", v.type, 1), [v])
 
 
 def _to_float(builder, v, dtype):
-    """<8 x iN> (from memory of `dtype`) or <8 x i32> to <8 x float>, exactly as NumPy's astype(float32)."""
+    """<n x iN> (from memory of `dtype`) or <n x i32> to <n x float>, exactly as NumPy's astype(float32)."""
     if isinstance(dtype, types.Integer) and not dtype.signed:
-        return builder.uitofp(v, _VF)
-    return builder.sitofp(v, _VF)
+        return builder.uitofp(v, _vf(v.type.count))
+    return builder.sitofp(v, _vf(v.type.count))
 
 
-def _load_as_float(builder, ptr, dtype):
-    """8 consecutive elements of an f32/u8/i8 array as <8 x float>."""
+def _load_as_float(builder, ptr, dtype, n):
+    """n consecutive elements of an f32/u8/i8 array as <n x float>."""
     if dtype == types.float32:
-        return _vload(builder, ptr, _VF, 4)
-    raw = _vload(builder, ptr, ir.VectorType(ir.IntType(dtype.bitwidth), 8), 1)
+        return _vload(builder, ptr, _vf(n), 4)
+    raw = _vload(builder, ptr, ir.VectorType(ir.IntType(dtype.bitwidth), n), 1)
     return _to_float(builder, raw, dtype)
 
 
 def _store_ints(builder, f, ptr, dtype):
-    """Store <8 x float> holding exact integers into 8 elements of an integer array of `dtype`.
+    """Store <n x float> holding exact integers into n elements of an integer array of `dtype`.
 
     (A float `dtype` only occurs in specialisations where the caller never takes this path.)
     """
     if isinstance(dtype, types.Float):
         _vstore(builder, f, ptr, 4)
         return
-    ity = ir.IntType(dtype.bitwidth)
-    q = builder.fptoui(f, ir.VectorType(ity, 8)) if not dtype.signed else builder.fptosi(f, ir.VectorType(ity, 8))
+    vty = ir.VectorType(ir.IntType(dtype.bitwidth), f.type.count)
+    q = builder.fptoui(f, vty) if not dtype.signed else builder.fptosi(f, vty)
     _vstore(builder, q, ptr, 1)
 
 
@@ -352,21 +371,23 @@ def _accumulate(builder, kind, rows, args, target):
                 v = builder.fadd(v, builder.load(slots[s][r][j])) if kind == "f32" else \
                     builder.add(v, builder.load(slots[s][r][j]))
             row.append(v)
-        acc.append(_as_octets(builder, row))
+        acc.append(_epilogue_vectors(builder, row))
     return acc
 
 
-def _as_octets(builder, row):
-    """A row of accumulator vectors regrouped as 8-lane vectors, the width the epilogues work in
-    (a 16-lane zmm splits into two halves, two 4-lane vectors join into one)."""
-    lanes = row[0].type.count
-    if lanes == 8:
+def _epilogue_vectors(builder, row):
+    """A row of accumulator vectors as the epilogue's vectors: 8 or 16 lanes as they are, two 4-lane
+    vectors joined into one of 8 (no x86 target is narrower than 8 lanes of fp32 per operation worth
+    splitting for)."""
+    if row[0].type.count >= 8:
         return row
-    if lanes == 16:
-        return [builder.shuffle_vector(v, v, ir.Constant(_VI, list(range(h * 8, h * 8 + 8))))
-                for v in row for h in range(2)]
     return [builder.shuffle_vector(row[i], row[i + 1], ir.Constant(_VI, list(range(8))))
             for i in range(0, len(row), 2)]
+
+
+def _width(acc) -> int:
+    """Lanes of the epilogue's vectors (every vector of a tile has the same)."""
+    return acc[0][0].type.count
 
 
 # -- epilogues -------------------------------------------------------------------------
@@ -377,38 +398,41 @@ def _for_rows(builder, rows, args, emit_row):
             emit_row(r, builder.add(args["o_off"], builder.mul(args["ldo"], _c64(r))))
 
 
-def _channel_vectors(builder, args, name, j):
-    """Lanes ch_off + 8j .. + 8 of a per-channel float32 (scales) or int32 (bias) array."""
-    p = builder.gep(args[name], [builder.add(args["ch_off"], _c64(8 * j))])
-    return _vload(builder, p, _VF if args[name + ".dtype"] == types.float32 else _VI, 4)
+def _channel_vectors(builder, args, name, j, n):
+    """Lanes ch_off + n*j .. + n of a per-channel float32 (scales) or int32 (bias) array."""
+    p = builder.gep(args[name], [builder.add(args["ch_off"], _c64(n * j))])
+    return _vload(builder, p, _vf(n) if args[name + ".dtype"] == types.float32 else _vi(n), 4)
 
 
 def _epilogue_raw(builder, kind, acc, args):
+    n = _width(acc)
     for r, row in enumerate(acc):
         base = builder.gep(args["c"], [builder.add(args["c_off"], builder.mul(args["ldc"], _c64(r)))])
         for j, v in enumerate(row):
-            _vstore(builder, v, builder.gep(base, [_c64(8 * j)]), 4)
+            _vstore(builder, v, builder.gep(base, [_c64(n * j)]), 4)
 
 
 def _epilogue_f32(builder, kind, acc, args, quant=False):
     """clamp(acc + bias (+ res), lo, hi) stored as fp32, or with `quant` (the "f32_quant" epilogue at an
     fp32 -> int8 boundary) then QuantizeLinear into the int8 output as `epilogue.store_f32_quant` does."""
-    bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
+    n = _width(acc)
+    bias = [_channel_vectors(builder, args, "bias", j, n) for j in range(len(acc[0]))]
     if quant:
-        scale, zp = _splat(builder, _VF, args["q_scale"]), _splat(builder, _VF, args["q_zp"])
+        scale, zp = _splat(builder, _vf(n), args["q_scale"]), _splat(builder, _vf(n), args["q_zp"])
 
     def emit(with_res):
         def row_fn(r, off):
             for j in range(len(acc[r])):
                 v = builder.fadd(acc[r][j], bias[j])
                 if with_res:
-                    v = builder.fadd(v, _vload(builder, builder.gep(args["res"], [builder.add(off, _c64(8 * j))]),
-                                               _VF, 4))
+                    v = builder.fadd(v, _vload(builder, builder.gep(args["res"], [builder.add(off, _c64(n * j))]),
+                                               _vf(n), 4))
                 v = _clamp(builder, v, args["lo"], args["hi"])
-                dst = builder.gep(args["out"], [builder.add(off, _c64(8 * j))])
+                dst = builder.gep(args["out"], [builder.add(off, _c64(n * j))])
                 if quant:
                     q = builder.fadd(_rint(builder, builder.fdiv(v, scale)), zp)
-                    _store_ints(builder, _clamp(builder, q, args["q_lo"], args["q_hi"]), dst, args["out.dtype"])
+                    _store_ints(builder, _clamp_number(builder, q, args["q_lo"], args["q_hi"]), dst,
+                                args["out.dtype"])
                 else:
                     _vstore(builder, v, dst, 4)
         _for_rows(builder, len(acc), args, row_fn)
@@ -424,15 +448,15 @@ def _epilogue_f32_quant(builder, kind, acc, args):
     _epilogue_f32(builder, kind, acc, args, quant=True)
 
 
-def _requant_factors(builder, args, j):
-    """Per-channel factors of lanes 8j..8j+7: the float32 multipliers, or for int32 shifts s the
-    int32 vectors (first shift, rounding bit, left shift) of `_shift_requant`."""
-    m = _channel_vectors(builder, args, "mult", j)
+def _requant_factors(builder, args, j, n):
+    """Per-channel factors of lanes n*j .. n*j + n - 1: the float32 multipliers, or for int32 shifts s
+    the int32 vectors (first shift, rounding bit, left shift) of `_shift_requant`."""
+    m = _channel_vectors(builder, args, "mult", j, n)
     if args["mult.dtype"] == types.float32:
         return m
 
     def splat(v):
-        return ir.Constant(_VI, [v] * 8)
+        return ir.Constant(_vi(n), [v] * n)
 
     def smin(a, b):
         return builder.select(builder.icmp_signed("<", a, b), a, b)
@@ -441,14 +465,14 @@ def _requant_factors(builder, args, j):
         return builder.select(builder.icmp_signed(">", a, b), a, b)
 
     first = smin(smax(builder.sub(m, splat(1)), splat(0)), splat(31))
-    rounding_bit = builder.zext(builder.icmp_signed(">", m, splat(0)), _VI)
+    rounding_bit = builder.zext(builder.icmp_signed(">", m, splat(0)), _vi(n))
     left = smin(builder.sub(splat(0), smin(m, splat(0))), splat(22))
     return first, rounding_bit, left
 
 
 def _shift_requant(builder, v, factors):
     """`quant_math.requantize_shift` of int32 lanes v without int64 (AVX2 has no 64-bit arithmetic
-    shift or int64 -> float conversion), as <8 x float> before the zero point and clamp:
+    shift or int64 -> float conversion), as <n x float> before the zero point and clamp:
 
     - right shift s > 0, rounding half up: with h = v >> (s - 1),
       (v + 2**(s-1)) >> s == floor((h + 1) / 2) == (h >> 1) + (h & 1), which cannot overflow;
@@ -459,69 +483,73 @@ def _shift_requant(builder, v, factors):
       Every output bound lies within [-255, 255], so a value outside [-256, 256], or any nonzero
       value shifted by >= 22, clamps to the same bound as the exact int64 product would.
     """
+    n = v.type.count
     first, rounding_bit, left = factors
     h = builder.ashr(v, first)
     r = builder.add(builder.ashr(h, rounding_bit), builder.and_(h, rounding_bit))
-    lo, hi = ir.Constant(_VI, [-256] * 8), ir.Constant(_VI, [256] * 8)
+    lo, hi = ir.Constant(_vi(n), [-256] * n), ir.Constant(_vi(n), [256] * n)
     r = builder.select(builder.icmp_signed("<", r, lo), lo, r)
     r = builder.select(builder.icmp_signed(">", r, hi), hi, r)
-    return builder.sitofp(builder.shl(r, left), _VF)
+    return builder.sitofp(builder.shl(r, left), _vf(n))
 
 
 def _requant(builder, acc_rj, bias_j, factors, tlo, thi):
-    """The requantized level minus the zero point, clamped to [tlo, thi], as <8 x float> (exact small
+    """The requantized level minus the zero point, clamped to [tlo, thi], as <n x float> (exact small
     integers): rint(clamp(f32(acc + b) * M, tlo, thi)), or with shift factors the integer shift."""
     v = builder.add(acc_rj, bias_j)
     if not isinstance(factors, tuple):
-        return _rint(builder, _clamp(builder, builder.fmul(builder.sitofp(v, _VF), factors), tlo, thi))
-    return _clamp(builder, _shift_requant(builder, v, factors), tlo, thi)
+        scaled = builder.fmul(builder.sitofp(v, _vf(v.type.count)), factors)
+        return _rint(builder, _clamp_number(builder, scaled, tlo, thi))
+    return _clamp_number(builder, _shift_requant(builder, v, factors), tlo, thi)
 
 
 def _epilogue_requant(builder, kind, acc, args):
-    bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
-    mult = [_requant_factors(builder, args, j) for j in range(len(acc[0]))]
-    zy = _splat(builder, _VF, args["zy"])
+    n = _width(acc)
+    bias = [_channel_vectors(builder, args, "bias", j, n) for j in range(len(acc[0]))]
+    mult = [_requant_factors(builder, args, j, n) for j in range(len(acc[0]))]
+    zy = _splat(builder, _vf(n), args["zy"])
 
     def row_fn(r, off):
         for j in range(len(acc[r])):
             q = builder.fadd(_requant(builder, acc[r][j], bias[j], mult[j], args["tlo"], args["thi"]), zy)
-            _store_ints(builder, q, builder.gep(args["out"], [builder.add(off, _c64(8 * j))]), args["out.dtype"])
+            _store_ints(builder, q, builder.gep(args["out"], [builder.add(off, _c64(n * j))]), args["out.dtype"])
     _for_rows(builder, len(acc), args, row_fn)
 
 
 def _epilogue_requant_add(builder, kind, acc, args):
-    bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
-    mult = [_requant_factors(builder, args, j) for j in range(len(acc[0]))]
-    s1, zr, sr = (_splat(builder, _VF, args[n]) for n in ("s1", "zr", "sr"))
-    sy, zy = _splat(builder, _VF, args["sy"]), _splat(builder, _VF, args["zy"])
+    n = _width(acc)
+    bias = [_channel_vectors(builder, args, "bias", j, n) for j in range(len(acc[0]))]
+    mult = [_requant_factors(builder, args, j, n) for j in range(len(acc[0]))]
+    s1, zr, sr, sy, zy = (_splat(builder, _vf(n), args[name]) for name in ("s1", "zr", "sr", "sy", "zy"))
 
     def row_fn(r, off):
         for j in range(len(acc[r])):
             q1 = _requant(builder, acc[r][j], bias[j], mult[j], args["tlo"], args["thi"])
-            rv = _load_as_float(builder, builder.gep(args["res"], [builder.add(off, _c64(8 * j))]),
-                                args["res.dtype"])
+            rv = _load_as_float(builder, builder.gep(args["res"], [builder.add(off, _c64(n * j))]),
+                                args["res.dtype"], n)
             s = builder.fadd(builder.fmul(q1, s1), builder.fmul(builder.fsub(rv, zr), sr))
             y = builder.fadd(_rint(builder, builder.fdiv(s, sy)), zy)
-            _store_ints(builder, _clamp(builder, y, args["qlo"], args["qhi"]),
-                        builder.gep(args["out"], [builder.add(off, _c64(8 * j))]), args["out.dtype"])
+            _store_ints(builder, _clamp_number(builder, y, args["qlo"], args["qhi"]),
+                        builder.gep(args["out"], [builder.add(off, _c64(n * j))]), args["out.dtype"])
     _for_rows(builder, len(acc), args, row_fn)
 
 
 def _epilogue_dequant(builder, kind, acc, args):
-    bias = [_channel_vectors(builder, args, "bias", j) for j in range(len(acc[0]))]
-    scale = [_channel_vectors(builder, args, "scale", j) for j in range(len(acc[0]))]
-    fbias = [_channel_vectors(builder, args, "fbias", j) for j in range(len(acc[0]))]
+    n = _width(acc)
+    bias = [_channel_vectors(builder, args, "bias", j, n) for j in range(len(acc[0]))]
+    scale = [_channel_vectors(builder, args, "scale", j, n) for j in range(len(acc[0]))]
+    fbias = [_channel_vectors(builder, args, "fbias", j, n) for j in range(len(acc[0]))]
 
     def emit(with_res):
         def row_fn(r, off):
             for j in range(len(acc[r])):
-                v = builder.fmul(builder.sitofp(builder.add(acc[r][j], bias[j]), _VF), scale[j])
+                v = builder.fmul(builder.sitofp(builder.add(acc[r][j], bias[j]), _vf(n)), scale[j])
                 v = builder.fadd(v, fbias[j])
                 if with_res:
-                    v = builder.fadd(v, _vload(builder, builder.gep(args["res"], [builder.add(off, _c64(8 * j))]),
-                                               _VF, 4))
+                    v = builder.fadd(v, _vload(builder, builder.gep(args["res"], [builder.add(off, _c64(n * j))]),
+                                               _vf(n), 4))
                 _vstore(builder, _clamp(builder, v, args["lo"], args["hi"]),
-                        builder.gep(args["out"], [builder.add(off, _c64(8 * j))]), 4)
+                        builder.gep(args["out"], [builder.add(off, _c64(n * j))]), 4)
         _for_rows(builder, len(acc), args, row_fn)
 
     with builder.if_else(args["has_res"]) as (then, otherwise):
