@@ -101,7 +101,7 @@ def conv_f32_core(x, w, bias, res, out, kh, kw, sh, sw, pt, pl, dh, dw, lo, hi, 
         xp = x
     else:
         xp = np.empty((n, plan.hp, plan.wp, c), np.float32)
-        pad_nhwc(x, pt, pl, xp, pad_in_parallel(plan.parallel, xp.size))
+        pad_nhwc(x, pt, pl, xp, pad_in_parallel(plan.parallel, xp.size), 0.0)
     xpf = xp.reshape(xp.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)

@@ -13,8 +13,12 @@ Loop nest (parallel over output rows):
                 for 4 output pixels of the interior columns at a time:
                     acc[4 px, 16 ch] = sum_taps x[...] * w[tap]          # in registers
                     out = epilogue(acc)                                  # fused, as for convs
-        border pixels, border rows and channels left over (C % 8) go through a
-        per-pixel NumPy-level path (`_pixel_f32` / `_pixel_i8` + `epilogue.py`)
+        channels left over (C % 8) go through a per-pixel NumPy-level path
+        (`_pixel_f32` / `_pixel_i8` + `epilogue.py`)
+
+A padded conv first copies its input with the padding made explicit (`_padded_input`: zeros for
+fp32, the zero point for int8), so every output pixel is an interior one: the per-pixel path is
+several times slower than the register kernel, and at 8x8 and below most pixels touch a border.
 
 The register kernel loads each weight vector once per 4 pixels and keeps the 4 x 16
 accumulators in registers over all taps, so each output is stored once; the border path
@@ -44,9 +48,10 @@ from qv2c.runtime.kernels.i8_epilogue import (
     requant_params,
     store_block,
 )
-from qv2c.runtime.kernels.indirect import tap_offsets
+from qv2c.runtime.kernels.convplan import padded_extent
+from qv2c.runtime.kernels.indirect import pad_nhwc, tap_offsets
 from qv2c.runtime.kernels.microkernel import dw_f32_act_8, dw_f32_act_16, dw_f32_quant_8, dw_f32_quant_16
-from qv2c.runtime.kernels.tiling import run_parallel
+from qv2c.runtime.kernels.tiling import pad_in_parallel, run_parallel
 
 
 @njit(cache=True)
@@ -118,6 +123,20 @@ def _pixel_i8(xf, z, wf, acc, b, y, xo, h, wd, c, kh, kw, sh, sw, pt, pl, dh, dw
             _mac_row_i8(a, xf[src + ca:src + cb], z, wf[wo + ca:wo + cb])
 
 
+@njit(cache=True)
+def _padded_input(x, out, kh, kw, sh, sw, pt, pl, dh, dw, fill, parallel):
+    """x with its padding written out (border = `fill`, of x's dtype), or x itself when every tap of
+    every output pixel lies inside it; the caller then runs the conv with no padding."""
+    n, h, wd, c = x.shape
+    hp = padded_extent(h, out.shape[1], sh, pt, kh, dh)
+    wp = padded_extent(wd, out.shape[2], sw, pl, kw, dw)
+    if hp == h and wp == wd and pt == 0 and pl == 0:
+        return x
+    xp = np.empty((n, hp, wp, c), x.dtype)
+    pad_nhwc(x, pt, pl, xp, pad_in_parallel(parallel, xp.size), fill)
+    return xp
+
+
 DwPlan = namedtuple("DwPlan", "h wd c oh ow kh kw sh sw pt pl dh dw xa xb c16 c8")
 
 
@@ -186,7 +205,9 @@ def depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has
     """x f32[N,H,W,C]; w f32[KH,KW,C]; out f32 (or u8/i8 with `quant`) [N,OH,OW,C]."""
     _check_args(x, w, out, bias, res, has_res)
     kh, kw = w.shape[0], w.shape[1]
-    q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, pt, pl, dh, dw))
+    parallel = run_parallel(2 * out.size * kh * kw)
+    x = _padded_input(x, out, kh, kw, sh, sw, pt, pl, dh, dw, 0.0, parallel)
+    q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, 0, 0, dh, dw))
     xf = x.reshape(x.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)
@@ -194,7 +215,7 @@ def depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has
     tapoff = tap_offsets(kh, kw, dh, dw, q.wd, q.c)
     ep = F32Epilogue(np.float32(lo), np.float32(hi), has_res, quant, lo, hi, q_scale, q_zp, q_lo, q_hi)
     rows = x.shape[0] * q.oh
-    if run_parallel(2 * out.size * kh * kw):
+    if parallel:
         for row in prange(rows):
             _row_f32(np.int64(row), q, ep, xf, tapoff, wf, bias, resf, outf)
     else:
@@ -252,7 +273,9 @@ def depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, ep, mult, fbi
     """x u8/i8 [N,H,W,C]; w int16[KH,KW,C]; bias int32[C]; `ep`, `mult`, `fbias` as in `conv_i8.conv_i8_core`."""
     _check_args(x, w, out, bias, res, ep.has_res)
     kh, kw = w.shape[0], w.shape[1]
-    q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, pt, pl, dh, dw))
+    parallel = run_parallel(2 * out.size * kh * kw)
+    x = _padded_input(x, out, kh, kw, sh, sw, pt, pl, dh, dw, zx, parallel)
+    q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, 0, 0, dh, dw))
     xf = x.reshape(x.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)
@@ -264,7 +287,7 @@ def depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, ep, mult, fbi
         for ch in range(q.c):
             interior_bias[ch] -= zx * wf[t * q.c + ch]
     rows = x.shape[0] * q.oh
-    if run_parallel(2 * out.size * kh * kw):
+    if parallel:
         for row in prange(rows):
             _row_i8(np.int64(row), q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, resf, outf)
     else:

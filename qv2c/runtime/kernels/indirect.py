@@ -29,7 +29,7 @@ from numba import njit, prange
 
 
 @njit(cache=True)
-def _pad_row(x, pt, pl, xp, row):
+def _pad_row(x, pt, pl, xp, row, fill):
     """Row `row` (flat over N, Hp) of `pad_nhwc`."""
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     hp, wp = xp.shape[1], xp.shape[2]
@@ -37,10 +37,10 @@ def _pad_row(x, pt, pl, xp, row):
     y = row - b * hp - pt
     dst = xp[b, row - b * hp].reshape(wp * c)
     if y < 0 or y >= h:
-        dst[:] = 0
+        dst[:] = fill
         return
-    dst[:pl * c] = 0
-    dst[(pl + w) * c:] = 0
+    dst[:pl * c] = fill
+    dst[(pl + w) * c:] = fill
     src = x[b, y].reshape(w * c)
     inner = dst[pl * c:(pl + w) * c]
     for i in range(w * c):
@@ -48,15 +48,17 @@ def _pad_row(x, pt, pl, xp, row):
 
 
 @njit(parallel=True, cache=True)
-def pad_nhwc(x, pt, pl, xp, parallel):
-    """xp[n, pt + y, pl + x, :] = x[n, y, x, :]; the rest of `xp` (borders) = 0."""
+def pad_nhwc(x, pt, pl, xp, parallel, fill):
+    """xp[n, pt + y, pl + x, :] = x[n, y, x, :]; the rest of `xp` (borders) = `fill` (0 for fp32, the
+    zero point for int8), of x's dtype."""
     rows = xp.shape[0] * xp.shape[1]
+    value = xp.dtype.type(fill)
     if parallel:
         for row in prange(rows):
-            _pad_row(x, pt, pl, xp, row)
+            _pad_row(x, pt, pl, xp, row, value)
     else:
         for row in range(rows):
-            _pad_row(x, pt, pl, xp, row)
+            _pad_row(x, pt, pl, xp, row, value)
 
 
 @njit(cache=True)
