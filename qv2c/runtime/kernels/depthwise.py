@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from qv2c.runtime.kernels.conv_f32 import F32Epilogue
+from qv2c.runtime.kernels.convplan import padded_extent
 from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
 from qv2c.runtime.kernels.i8_epilogue import (
     dequant_params,
@@ -48,7 +49,6 @@ from qv2c.runtime.kernels.i8_epilogue import (
     requant_params,
     store_block,
 )
-from qv2c.runtime.kernels.convplan import padded_extent
 from qv2c.runtime.kernels.indirect import pad_nhwc, tap_offsets
 from qv2c.runtime.kernels.microkernel import dw_f32_act_8, dw_f32_act_16, dw_f32_quant_8, dw_f32_quant_16
 from qv2c.runtime.kernels.tiling import pad_in_parallel, run_parallel
