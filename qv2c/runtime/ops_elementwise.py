@@ -25,8 +25,10 @@ ADD, SUB, MUL, DIV = 0, 1, 2, 3
 
 @njit(cache=True)
 def _clamp_range(x, out, lo, hi, start, stop):
-    for i in range(start, stop):
-        out[i] = min(max(x[i], lo), hi)
+    """(Slices, not indices over the whole arrays: see `ops_quant.CHUNK`.)"""
+    xs, outs = x[start:stop], out[start:stop]
+    for i in range(xs.size):
+        outs[i] = min(max(xs[i], lo), hi)
 
 
 @njit(parallel=True, cache=True)

@@ -22,14 +22,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-#: elements per parallel task
+#: elements per parallel task.  Each task's helper loops over slices of its arrays (x[start:stop]), not over
+#: range(start, stop) of the whole arrays: called from a prange body, the latter compiled to a scalar loop,
+#: 6-8x slower than the serial call (Numba 0.68; 150 k elements: 72 us against 9 us), the former vectorises.
 CHUNK = 1 << 15
 
 
 @njit(cache=True)
 def _quantize_range(x, out, s, z, qlo, qhi, start, stop):
-    for i in range(start, stop):
-        out[i] = min(max(np.rint(x[i] / s) + z, qlo), qhi)
+    xs, outs = x[start:stop], out[start:stop]
+    for i in range(xs.size):
+        outs[i] = min(max(np.rint(xs[i] / s) + z, qlo), qhi)
 
 
 @njit(parallel=True, cache=True)
@@ -58,8 +61,9 @@ def quantize_axis(x, out, scales, zps, qlo, qhi):
 
 @njit(cache=True)
 def _dequantize_range(q, out, s, z, start, stop):
-    for i in range(start, stop):
-        out[i] = np.float32(np.int32(q[i]) - z) * s
+    qs, outs = q[start:stop], out[start:stop]
+    for i in range(qs.size):
+        outs[i] = np.float32(np.int32(qs[i]) - z) * s
 
 
 @njit(parallel=True, cache=True)
@@ -87,11 +91,12 @@ def dequantize_axis(q, out, scales, zps):
 
 @njit(cache=True)
 def _dequantize_epilogue_range(q, res, out, s, z, has_res, lo, hi, start, stop):
-    for i in range(start, stop):
-        v = np.float32(np.int32(q[i]) - z) * s
+    qs, ress, outs = q[start:stop], res[start:stop], out[start:stop]
+    for i in range(qs.size):
+        v = np.float32(np.int32(qs[i]) - z) * s
         if has_res:
-            v = v + res[i]
-        out[i] = min(max(v, lo), hi)
+            v = v + ress[i]
+        outs[i] = min(max(v, lo), hi)
 
 
 @njit(parallel=True, cache=True)
@@ -109,9 +114,10 @@ def dequantize_epilogue_flat(q, res, out, scale, zp, has_res, lo, hi, parallel):
 
 @njit(cache=True)
 def _requantize_range(x, out, zx, m, tlo, thi, zf, start, stop):
-    for i in range(start, stop):
-        t = np.float32(np.int32(x[i]) - zx) * m
-        out[i] = np.rint(min(max(t, tlo), thi)) + zf
+    xs, outs = x[start:stop], out[start:stop]
+    for i in range(xs.size):
+        t = np.float32(np.int32(xs[i]) - zx) * m
+        outs[i] = np.rint(min(max(t, tlo), thi)) + zf
 
 
 @njit(parallel=True, cache=True)
@@ -130,9 +136,10 @@ def requantize_flat(x, out, zx, mult, zy, qlo, qhi, parallel):
 
 @njit(cache=True)
 def _qadd_range(a, b, out, za, sa, zb, sb, sy, zy, lo, hi, start, stop):
-    for i in range(start, stop):
-        s = np.float32(np.int32(a[i]) - za) * sa + np.float32(np.int32(b[i]) - zb) * sb
-        out[i] = min(max(np.rint(s / sy) + zy, lo), hi)
+    as_, bs, outs = a[start:stop], b[start:stop], out[start:stop]
+    for i in range(outs.size):
+        s = np.float32(np.int32(as_[i]) - za) * sa + np.float32(np.int32(bs[i]) - zb) * sb
+        outs[i] = min(max(np.rint(s / sy) + zy, lo), hi)
 
 
 @njit(parallel=True, cache=True)

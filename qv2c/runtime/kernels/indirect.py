@@ -127,6 +127,9 @@ def _pad_quads_row(x, shift, zu, pt, pl, groups, xp, row):
         for i in range(w * c):
             inner[i] = np.uint8((np.int32(src[i]) + shift) & 255)
         return
+    if c == 3 and cp == 4:  # an RGB stem: one quad per pixel, written as one uint32
+        _rgb_quads(src, shift, border, dst[pl * cp:(pl + w) * cp].view(np.uint32))
+        return
     for xo in range(w):  # each group's channels padded to a multiple of 4 (zero weights there)
         d0 = (pl + xo) * cp
         s0 = xo * c
@@ -135,6 +138,17 @@ def _pad_quads_row(x, shift, zu, pt, pl, groups, xp, row):
                 dst[d0 + g * icp + i] = np.uint8((np.int32(src[s0 + g * icg + i]) + shift) & 255)
             for i in range(icg, icp):
                 dst[d0 + g * icp + i] = border
+
+
+@njit(cache=True)
+def _rgb_quads(src, shift, border, out):
+    """out[p] = the quad (u8(src[3p] + shift), u8(src[3p+1] + shift), u8(src[3p+2] + shift), border) as a
+    little-endian uint32: the byte-by-byte loop of `_pad_quads_row` costs ~30x more per pixel."""
+    sh, m = np.uint32(shift), np.uint32(255)
+    top = np.uint32(border) << np.uint32(24)
+    for p in range(out.size):
+        out[p] = (((np.uint32(src[3 * p]) + sh) & m) | (((np.uint32(src[3 * p + 1]) + sh) & m) << np.uint32(8))
+                  | (((np.uint32(src[3 * p + 2]) + sh) & m) << np.uint32(16)) | top)
 
 
 @njit(parallel=True, cache=True)
