@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import instruction_peak  # noqa: E402
-from common import RESULTS, cpu_model  # noqa: E402 (benchmarks/ is a folder of scripts)
+from common import RESULTS, cpu_flags, cpu_model  # noqa: E402 (benchmarks/ is a folder of scripts)
 
 #: rounds over all layers; each layer's figure is its best round (see the report header)
 ROUNDS = 5
@@ -80,7 +80,8 @@ def layer_times(k: int, c: int, oc: int, side: int, calls: int) -> dict:
 
 
 def int8_inner_loop() -> dict:
-    """Instruction counts of the int8 conv task's innermost loop (the basic block with the most `vpmaddwd`).
+    """Instruction counts of the int8 conv task's innermost loop (the basic block with the most dot-product
+    instructions of the target: `vpdpbusd` for native VNNI, else `vpmaddwd`).
 
     Numba keeps no assembly for kernels it loads from its on-disk cache, so this compiles them afresh
     in a child process with an empty cache directory."""
@@ -93,7 +94,10 @@ def int8_inner_loop() -> dict:
 
 def _int8_inner_loop_here() -> dict:
     from qv2c.runtime.kernels import conv_i8
+    from qv2c.runtime.kernels.target import selected_target
 
+    tgt = selected_target()
+    dot, width = ("vpdpbusd", 4) if tgt.int8_dot == "quads" and tgt.vnni == "native" else ("vpmaddwd", 2)
     layer_times(3, 16, 16, 8, 1)
     asm = "\n".join(conv_i8._task.inspect_asm().values())
     blocks, current = [], None  # basic blocks from a label to the first jump after it
@@ -105,8 +109,10 @@ def _int8_inner_loop_here() -> dict:
             current.append(line.split()[0])
             if current[-1].startswith("j"):
                 current = None
-    best = max(blocks, key=lambda b: b.count("vpmaddwd"), default=[])
-    return {"instructions": len(best), "counts": {name: best.count(name) for name in sorted(set(best))}}
+    best = max(blocks, key=lambda b: b.count(dot), default=[])
+    # one dot instruction: `tgt.lanes` int32 lanes, each summing `width` products
+    return {"target": tgt.label, "dot": dot, "macs": best.count(dot) * tgt.lanes * width, "instructions": len(best),
+            "counts": {name: best.count(name) for name in sorted(set(best))}}
 
 
 def _fmt(value, spec: str) -> str:
@@ -125,7 +131,7 @@ def _reading(result: dict) -> str:
                  f"at most {ratio:.2f}x faster than fp32 on any layer, against {peaks['int8_gops'] / peaks['fp32_gops']:.2f}x "
                  "for the instructions themselves")
     return (text + ".  Layers with few pixels or a short reduction (a 1x1 conv over 64 channels is 32 int16-pair "
-            "steps per 6x16 block) pay the fixed cost of a call and of each block (dispatch, the padded/widened input "
+            "steps per 6x16 block on AVX2, 16 u8 quads per 12x16 block with VNNI) pay the fixed cost of a call and of each block (dispatch, the padded/widened input "
             "copy, pixel offsets, the epilogue); int8 pays it more, since its reduction has half as many steps as "
             "fp32's for the same channels.")
 
@@ -136,8 +142,9 @@ def write_report(result: dict) -> None:
              f"CPU: {result['cpu']}, {result['date']}. One thread (`numba.set_num_threads(1)`), batch 1: the best of "
              f"{result['rounds']} rounds (every layer once per round) of the median of {result['calls']} calls after "
              "warm-up, as the peak is a best of rounds; this VM's speed drifts by tens of percent between runs.  Peak of one core from `instruction_peak.py` in the same run: "
-             f"fp32 {peaks['fp32_gops']:.0f} GFLOP/s (FMA), int8 {_fmt(peaks['int8_gops'], '.0f')} GOP/s (`vpmaddwd` "
-             "+ `vpaddd`; not measured without AVX2); 2 operations per multiply-add.", "",
+             f"fp32 {peaks['fp32_gops']:.0f} GFLOP/s (FMA), int8 {_fmt(peaks['int8_gops'], '.0f')} GOP/s (the "
+             f"target's dot product, {peaks.get('target', 'target not recorded')}; not measured without AVX2); "
+             "2 operations per multiply-add.", "",
              "| layer | MACs | fp32 us | fp32 GFLOP/s | fp32 % of peak | int8 us | int8 GOP/s | int8 % of peak | "
              "fp32 / int8 time |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -147,8 +154,9 @@ def write_report(result: dict) -> None:
                      f"{gi:.1f} | {_fmt(peaks['int8_gops'] and 100 * gi / peaks['int8_gops'], '.0f')} % | "
                      f"{r['fp32_us'] / r['int8_us']:.2f} |")
     loop = result["int8_loop"]
-    lines += ["", f"int8 inner loop (one reduction step: 6 pixels x 16 channels x 2 input channels = 192 multiply-adds): "
-              f"{loop['instructions']} instructions: " + ", ".join(f"{n} {c}" for n, c in loop["counts"].items()) + ".",
+    lines += ["", f"int8 inner loop (target {loop.get('target', '?')}; the basic block with the most `{loop.get('dot', 'vpmaddwd')}`): "
+              f"{loop['instructions']} instructions for {loop.get('macs', '?')} multiply-adds: "
+              + ", ".join(f"{n} {c}" for n, c in loop["counts"].items()) + ".",
               "", _reading(result), ""]
     (RESULTS / "kernel_efficiency.md").write_text("\n".join(lines))
     (RESULTS / "kernel_efficiency.json").write_text(json.dumps(result, indent=1))
@@ -165,8 +173,10 @@ def main() -> None:
     per_round = [[layer_times(*shape, calls) for shape in shapes] for _ in range(rounds)]
     rows = [dict(r[0], fp32_us=min(x["fp32_us"] for x in r), int8_us=min(x["int8_us"] for x in r))
             for r in zip(*per_round)]
-    result = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "calls": calls, "rounds": rounds,
-              "peaks": {"fp32_gops": peaks["peak_f32_gops_per_core"], "int8_gops": peaks["peak_i8_gops_per_core"]},
+    result = {"cpu": f"{cpu_model()} ({cpu_flags()})", "date": time.strftime("%Y-%m-%d"), "calls": calls,
+              "rounds": rounds,
+              "peaks": {"fp32_gops": peaks["peak_f32_gops_per_core"], "int8_gops": peaks["peak_i8_gops_per_core"],
+                        "target": peaks["target"]},
               "rows": rows, "int8_loop": int8_inner_loop()}
     write_report(result)
     print((RESULTS / "kernel_efficiency.md").read_text())
