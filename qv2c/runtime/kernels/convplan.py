@@ -82,7 +82,7 @@ def make_plan(n, h, wd, oh, ow, oc, kh, kw, sh, sw, pt, pl, dh, dw, groups, npan
     # go parallel at the same true size (500 k operations).
     ops = 2 * npix * kh * kw * kc * groups * npan * PANEL
     parallel = run_parallel(ops, npix, min_parallel_ops)
-    ptile, nptiles, nchunks = plan_tiles(npix, groups, npan, ops, parallel)
+    ptile, nptiles, nchunks = plan_tiles(npix, groups, npan, ops, parallel, row_round)
     row_taps = groups == 1 and dw == 1
     ntaps, kc_tap = (kh, kw * kc) if row_taps else (kh * kw, kc)
     return (npix, oh, ow, sh, sw, padded_extent(h, oh, sh, pt, kh, dh), padded_extent(wd, ow, sw, pl, kw, dw),
@@ -103,9 +103,11 @@ def task_bounds(task, plan):
 
     (Rounding every target to the largest tile height, 12, was measurably slower on AVX2 int8 ResNets
     with the same inner loop: benchmarks/results/ab_compare.md.)"""
+    # tiles vary fastest: prange's static schedule hands each thread a run of consecutive tasks, and
+    # a run then covers every tile of a few chunks rather than every chunk of one (possibly short) tile
     g = task // (plan.nptiles * plan.nchunks)
-    t = (task // plan.nchunks) % plan.nptiles
-    pan0 = (task % plan.nchunks) * plan.per_chunk
+    t = task % plan.nptiles
+    pan0 = (task // plan.nptiles) % plan.nchunks * plan.per_chunk
     pan1 = min(plan.npan, pan0 + plan.per_chunk)
     p0 = t * plan.ptile
     nrows = min(plan.ptile, plan.npix - p0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from numba import njit
 
-#: largest pixel tile (rows); a multiple of the micro-kernel height (6)
+#: largest pixel tile (rows); a multiple of every micro-kernel height (4, 6, 12)
 MAX_TILE_ROWS = 96
 #: smallest pixel tile we cut a layer into before splitting its weight panels instead:
 #: every pixel tile streams all its panels' weights once, so for layers with few pixels and
@@ -66,12 +66,19 @@ def pad_in_parallel(plan_parallel, padded_size, channels_padded=False):
 
 
 @njit(cache=True)
-def plan_tiles(npix, groups, panels, ops, parallel):
-    """(ptile, nptiles, nchunks) for `npix` output pixels, `groups` groups of `panels` weight panels."""
+def plan_tiles(npix, groups, panels, ops, parallel, rows=6):
+    """(ptile, nptiles, nchunks) for `npix` output pixels, `groups` groups of `panels` weight panels, with
+    tiles a multiple of the micro-kernel height `rows` (so only a layer's last tile has a short block).
+
+    The tiles split the pixels evenly (49 pixels: 30 + 19, not 48 + 1): tasks of one chunk run side by
+    side, and a tile of one pixel would leave a thread idle for most of the layer."""
     target = max(2, min(TARGET_TASKS, ops // MIN_TASK_OPS)) if parallel else 1
     per_group = max(1, -(-target // groups))
     ptile = max(-(-npix // per_group), min(npix, MIN_TILE_ROWS))
-    ptile = max(6, min(MAX_TILE_ROWS, -(-ptile // 6) * 6))
+    top = MAX_TILE_ROWS // rows * rows
+    ptile = max(rows, min(top, -(-ptile // rows) * rows))
+    nptiles = -(-npix // ptile)
+    ptile = max(rows, -(-(-(-npix // nptiles)) // rows) * rows)
     nptiles = -(-npix // ptile)
     nchunks = 1
     if groups * nptiles < target:
