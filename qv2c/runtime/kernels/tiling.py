@@ -78,7 +78,8 @@ def plan_tiles(npix, groups, panels, ops, parallel, rows=6):
     top = MAX_TILE_ROWS // rows * rows
     ptile = max(rows, min(top, -(-ptile // rows) * rows))
     nptiles = -(-npix // ptile)
-    ptile = max(rows, -(-(-(-npix // nptiles)) // rows) * rows)
+    even = -(-npix // nptiles)  # pixels per tile when they are spread evenly
+    ptile = max(rows, -(-even // rows) * rows)
     nptiles = -(-npix // ptile)
     nchunks = 1
     if groups * nptiles < target:
