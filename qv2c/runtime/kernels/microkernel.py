@@ -200,17 +200,9 @@ def _intrinsic_fn(builder, name, vecty, nargs):
 
 
 def _clamp(builder, v, lo, hi):
-    """min(max(v, lo), hi) lane-wise with scalar bounds (maxnum/minnum: a NaN input gives a bound)."""
-    n = v.type.count
-    fmax = _intrinsic_fn(builder, f"llvm.maxnum.v{n}f32", v.type, 2)
-    fmin = _intrinsic_fn(builder, f"llvm.minnum.v{n}f32", v.type, 2)
-    return builder.call(fmin, [builder.call(fmax, [v, _splat(builder, v.type, lo)]), _splat(builder, v.type, hi)])
-
-
-def _clamp_number(builder, v, lo, hi):
-    """`_clamp` of a value that cannot be NaN (it comes from an integer sum): compare-and-select, which
-    is one `vmaxps` and one `vminps`, where maxnum/minnum add a NaN compare and a blend per bound.
-    The two agree on every non-NaN input."""
+    """min(max(v, lo), hi) lane-wise with scalar bounds, as compare-and-select: one `vmaxps` and one
+    `vminps` (`llvm.maxnum`/`minnum` add a NaN compare and a blend per bound).  The results are the same,
+    a NaN included: `v > lo` is false for a NaN, which so becomes `lo`, as maxnum(NaN, lo) does."""
     lo_v, hi_v = _splat(builder, v.type, lo), _splat(builder, v.type, hi)
     v = builder.select(builder.fcmp_ordered(">", v, lo_v), v, lo_v)
     return builder.select(builder.fcmp_ordered("<", v, hi_v), v, hi_v)
@@ -431,7 +423,7 @@ def _epilogue_f32(builder, kind, acc, args, quant=False):
                 dst = builder.gep(args["out"], [builder.add(off, _c64(n * j))])
                 if quant:
                     q = builder.fadd(_rint(builder, builder.fdiv(v, scale)), zp)
-                    _store_ints(builder, _clamp_number(builder, q, args["q_lo"], args["q_hi"]), dst,
+                    _store_ints(builder, _clamp(builder, q, args["q_lo"], args["q_hi"]), dst,
                                 args["out.dtype"])
                 else:
                     _vstore(builder, v, dst, 4)
@@ -499,8 +491,8 @@ def _requant(builder, acc_rj, bias_j, factors, tlo, thi):
     v = builder.add(acc_rj, bias_j)
     if not isinstance(factors, tuple):
         scaled = builder.fmul(builder.sitofp(v, _vf(v.type.count)), factors)
-        return _rint(builder, _clamp_number(builder, scaled, tlo, thi))
-    return _clamp_number(builder, _shift_requant(builder, v, factors), tlo, thi)
+        return _rint(builder, _clamp(builder, scaled, tlo, thi))
+    return _clamp(builder, _shift_requant(builder, v, factors), tlo, thi)
 
 
 def _epilogue_requant(builder, kind, acc, args):
@@ -529,7 +521,7 @@ def _epilogue_requant_add(builder, kind, acc, args):
                                 args["res.dtype"], n)
             s = builder.fadd(builder.fmul(q1, s1), builder.fmul(builder.fsub(rv, zr), sr))
             y = builder.fadd(_rint(builder, builder.fdiv(s, sy)), zy)
-            _store_ints(builder, _clamp_number(builder, y, args["qlo"], args["qhi"]),
+            _store_ints(builder, _clamp(builder, y, args["qlo"], args["qhi"]),
                         builder.gep(args["out"], [builder.add(off, _c64(n * j))]), args["out.dtype"])
     _for_rows(builder, len(acc), args, row_fn)
 
