@@ -197,6 +197,23 @@ def test_qv2c_target_environment_variable(monkeypatch):
     assert "\n" not in str(e.value)
 
 
+def test_features_are_those_numba_compiles_for(monkeypatch):
+    """With NUMBA_CPU_FEATURES set (a portable cache: NUMBA_CPU_NAME=generic, no features), the target comes
+    from those features, not the host's: the native VNNI intrinsic in code compiled without VNNI would
+    abort the process inside LLVM."""
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CPU_FEATURES", "")
+    assert target.host_features() == {}
+    assert target.best_target(target.host_features()) is TARGETS["generic"]
+    assert target.runnable("avx512-vnni", target.host_features()) is AVX512_VNNI_EMULATED
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2, +fma,-avx512f,-avx512vnni")
+    assert target.host_features() == {"avx2": True, "fma": True, "avx512f": False, "avx512vnni": False}
+    assert target.best_target(target.host_features()) is TARGETS["avx2"]
+    monkeypatch.setattr(config, "CPU_FEATURES", None)
+    assert target.host_features() == HOST
+
+
 def test_native_vnni_kernel_refused_without_vnni():
     if HAS_VNNI:
         pytest.skip("this CPU has avx512vnni")

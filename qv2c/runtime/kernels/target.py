@@ -86,10 +86,19 @@ def spec_of_marker_type(ty) -> TargetSpec:
 
 
 def host_features() -> dict[str, bool]:
-    """The host CPU's feature flags as LLVM names them."""
+    """The feature flags of the CPU Numba compiles for, as LLVM names them: the host's, unless Numba is
+    given its own (`NUMBA_CPU_FEATURES`, e.g. empty with `NUMBA_CPU_NAME=generic` for a cache that other
+    machines can load).  Then only the features listed there ("+avx2,+fma,...") count: code compiled
+    without VNNI cannot hold the `vpdpbusd` intrinsic (LLVM aborts the process), so the native VNNI
+    target must not be chosen.  (Numba itself takes the host's features unless that variable is set,
+    whatever `NUMBA_CPU_NAME` says.)"""
     import llvmlite.binding as llvm
+    from numba.core import config
 
-    return dict(llvm.get_host_cpu_features())
+    if config.CPU_FEATURES is None:
+        return dict(llvm.get_host_cpu_features())
+    flags = (item.strip() for item in config.CPU_FEATURES.split(","))
+    return {item[1:]: item[0] == "+" for item in flags if len(item) > 1 and item[0] in "+-"}
 
 
 def best_target(features: dict[str, bool]) -> TargetSpec:
