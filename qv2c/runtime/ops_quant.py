@@ -23,8 +23,9 @@ import numpy as np
 from numba import njit, prange
 
 #: elements per parallel task.  Each task's helper loops over slices of its arrays (x[start:stop]), not over
-#: range(start, stop) of the whole arrays: called from a prange body, the latter compiled to a scalar loop,
-#: 6-8x slower than the serial call (Numba 0.68; 150 k elements: 72 us against 9 us), the former vectorises.
+#: range(start, stop) of the whole arrays: called from a prange body, the latter compiled to a scalar loop
+#: (Numba 0.68), several times slower than the serial call; the former vectorises
+#: (benchmarks/hot_spots.py, results/hot_spots.md).
 CHUNK = 1 << 15
 
 

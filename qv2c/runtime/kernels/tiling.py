@@ -70,8 +70,8 @@ def plan_tiles(npix, groups, panels, ops, parallel, rows=6):
     """(ptile, nptiles, nchunks) for `npix` output pixels, `groups` groups of `panels` weight panels, with
     tiles a multiple of the micro-kernel height `rows` (so only a layer's last tile has a short block).
 
-    The tiles split the pixels evenly (49 pixels: 30 + 19, not 48 + 1): tasks of one chunk run side by
-    side, and a tile of one pixel would leave a thread idle for most of the layer."""
+    The tiles split the pixels evenly (49 pixels in 6-row blocks: 30 + 19, not 48 + 1): tasks of one chunk
+    run side by side, and a tile of one pixel would leave a thread idle for most of the layer."""
     target = max(2, min(TARGET_TASKS, ops // MIN_TASK_OPS)) if parallel else 1
     per_group = max(1, -(-target // groups))
     ptile = max(-(-npix // per_group), min(npix, MIN_TILE_ROWS))
