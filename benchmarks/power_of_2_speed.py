@@ -3,7 +3,7 @@
     QV2C_DATA=../shared/data python benchmarks/power_of_2_speed.py [--models a,b] [--runs 30]
 
 A "shift" layer runs the same int8 kernels as a "float" one, given int32 per-channel shifts
-instead of float32 multipliers (`qv2c/runtime/kernels/i8_epilogue.py`); this measures what the
+instead of float32 multipliers (`qv2c/runtime/kernels/epilogue_kind.py`); this measures what the
 integer-only epilogue costs.  Per model, batch 1, weights per tensor (the scheme of the
 power-of-2 accuracy table): qv2c int8 with `scale_kind="float"` and `"power-of-2"`, medians of
 interleaved rounds (`latency.interleaved_medians`), both compiled from the same 32 calibration images.

@@ -34,7 +34,7 @@ Rules, and the kernel fact behind each:
   gemm that is a quantizable layer (`ir.fused.is_quantizable_layer`: constant weight; a
   gemm without trans_a and with a per-column bias), or a `qv.qconv` / `qv.qgemm` with
   a constant weight (either requantization, "float" or "shift": the kernels take float32
-  multipliers or int32 shifts, `runtime/kernels/i8_epilogue.py`). Every anchor is wrapped, even
+  multipliers or int32 shifts, `runtime/kernels/epilogue_kind.py`). Every anchor is wrapped, even
   alone (pattern "qv.qconv"), so the code generator handles one op kind per kernel.
 - An op joins a group only if it is the only reader of the previous op's result and
   that result is not a module output (the group's last result may be one).

@@ -26,11 +26,10 @@ the input preparation that goes with each is in `i8_input.py`):
 
 Layout, loop nest and task split are those of `conv_f32.py`: NHWC in and out, a prange
 over (group, pixel tile, panel chunk), 6 x 16 register tiles read in place through tap
-offsets, epilogue fused into the micro-kernel's store.  A partial last panel goes
-through an int32 scratch tile and the NumPy-level epilogues of `epilogue.py`, which
-define the same arithmetic.
+offsets, epilogue fused into the micro-kernel's store.  A partial last panel runs the same
+kernel on 16-channel scratch (`conv_task.py`).
 
-Epilogues (`i8_epilogue.py`): requantize, requantize + residual `qv.qadd`, or dequantize
+Epilogues (`epilogue_kind.py`): requantize, requantize + residual `qv.qadd`, or dequantize
 to fp32, chosen by the type of the parameter tuple each entry point passes, so a compiled
 driver holds only its own.  `mult` is float32 multipliers or, for "shift" requantization,
 int32 shifts.
@@ -41,48 +40,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from qv2c.runtime.kernels.convplan import (
-    ConvPlan,
-    check_conv_args,
-    make_plan,
-    ntasks,
-    plan_tap_offsets,
-    task_bounds,
-)
-from qv2c.runtime.kernels.dispatch import int8_raw, tile_rows
-from qv2c.runtime.kernels.i8_epilogue import (
-    dequant_params,
-    panel_kernel,
-    requant_add_params,
-    requant_params,
-    store_block,
-)
+from qv2c.runtime.kernels.conv_task import conv_task
+from qv2c.runtime.kernels.convplan import ConvPlan, check_conv_args, make_plan, ntasks, plan_tap_offsets
+from qv2c.runtime.kernels.dispatch import tile_rows
+from qv2c.runtime.kernels.epilogue_kind import dequant_params, requant_add_params, requant_params
 from qv2c.runtime.kernels.i8_input import dot_width, effective_bias, packed_k, prepare_input
-from qv2c.runtime.kernels.indirect import pixel_offsets
-from qv2c.runtime.kernels.microkernel import PANEL
 from qv2c.runtime.kernels.tiling import PARALLEL_MIN_OPS
-
-
-@njit(cache=True)
-def _task(task, plan, ep, xpf, tapoff, wf, bias, mult, fbias, resf, outf, tgt):
-    """One task of `conv_i8_core`: all its panels over its pixel tile."""
-    g, p0, nrows, nblk, pan0, pan1 = task_bounds(task, plan)
-    pix = np.empty(nblk, np.int64)
-    pixel_offsets(p0, nrows, plan.oh, plan.ow, plan.sh, plan.sw, plan.hp, plan.wp, plan.cp, g * plan.icgp, pix)
-    oc = plan.oc
-    acc = np.empty(0, np.int32)
-    for pan in range(pan0, pan1):
-        c0 = g * plan.ocg + pan * PANEL
-        nc = min(PANEL, plan.ocg - pan * PANEL)
-        b_off = (g * plan.npan + pan) * plan.kpad * PANEL
-        if nc == PANEL:
-            panel_kernel(tgt, ep, nrows, xpf, pix, tapoff, plan.ntaps, plan.kc, wf, b_off, outf, p0 * oc + c0, oc,
-                         bias, mult, fbias, resf, c0)
-            continue
-        if acc.size == 0:
-            acc = np.empty(nblk * PANEL, np.int32)
-        int8_raw(tgt, nrows, xpf, pix, 0, tapoff, plan.ntaps, plan.kc, wf, b_off, acc, 0, PANEL)
-        store_block(ep, acc, PANEL, nrows, nc, outf, p0, oc, c0, bias, mult, fbias, resf)
 
 
 @njit(parallel=True, cache=True)
@@ -92,7 +55,7 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, ep, mult, 
     x: u8/i8 [N, H, W, C]; w: packed `pack_conv_i8(..., dot)`: int16 [G, panels, Kp/2, 16, 2] ("pairs")
     or int8 [G, panels, Kp/4 + 1, 16, 4] ("quads"); bias: int32[OC];
     out: [N, OH, OW, OC], u8/i8 (`Requant`, `RequantAdd`) or f32 (`Dequant`); `ep` one of the
-    `i8_epilogue` tuples; `mult` is M[oc] (float32) or shifts (int32) when requantizing, the
+    `epilogue_kind` tuples; `mult` is M[oc] (float32) or shifts (int32) when requantizing, the
     dequantization scale S[oc] for `Dequant`; `fbias` the fp32 bias of `Dequant`, `res` the residual;
     `tgt` the target marker whose micro-kernels run.
     """
@@ -115,10 +78,10 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, ep, mult, 
     tapoff = plan_tap_offsets(plan, kh, kw, dh, dw)
     if plan.parallel:
         for task in prange(ntasks(plan, groups)):
-            _task(np.int64(task), plan, ep, xpf, tapoff, wf, beff, mult, fbias, resf, outf, tgt)
+            conv_task(np.int64(task), plan, ep, xpf, tapoff, wf, beff, mult, fbias, resf, outf, tgt)
     else:
         for task in range(ntasks(plan, groups)):
-            _task(task, plan, ep, xpf, tapoff, wf, beff, mult, fbias, resf, outf, tgt)
+            conv_task(task, plan, ep, xpf, tapoff, wf, beff, mult, fbias, resf, outf, tgt)
 
 
 @njit(cache=True)

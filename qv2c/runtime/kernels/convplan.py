@@ -99,7 +99,7 @@ def plan_tap_offsets(plan, kh, kw, dh, dw):
 @njit(cache=True)
 def task_bounds(task, plan):
     """(group, first pixel, pixel count, rows rounded up to the target's tile height (the pixel-offset and
-    scratch rows a tail block may read or write, `microkernel.tail_heights`), first panel, end panel).
+    scratch rows a tail block may read or write, `microkernel._emit_kernel`), first panel, end panel).
 
     (Rounding every target to the largest tile height, 12, was measurably slower on AVX2 int8 ResNets
     with the same inner loop: benchmarks/results/ab_compare.md.)"""

@@ -39,18 +39,17 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
-from qv2c.runtime.kernels.conv_f32 import F32Epilogue
 from qv2c.runtime.kernels.convplan import padded_extent
-from qv2c.runtime.kernels.epilogue import store_f32, store_f32_quant
-from qv2c.runtime.kernels.i8_epilogue import (
+from qv2c.runtime.kernels.epilogue_kind import (
     dequant_params,
     dw_kernel,
+    f32_params,
+    f32_quant_params,
     requant_add_params,
     requant_params,
     store_block,
 )
 from qv2c.runtime.kernels.indirect import pad_nhwc, tap_offsets
-from qv2c.runtime.kernels.microkernel import dw_f32_act_8, dw_f32_act_16, dw_f32_quant_8, dw_f32_quant_16
 from qv2c.runtime.kernels.tiling import pad_in_parallel, run_parallel
 
 
@@ -173,37 +172,24 @@ def _row_f32(row, q, ep, xf, tapoff, wf, bias, resf, outf):
         o0 = (row * q.ow + q.xa) * c
         npx, ntaps, xstep = q.xb - q.xa, q.kh * q.kw, q.sw * c
         for c0 in range(0, q.c16, 16):
-            if ep.quant:
-                dw_f32_quant_16(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c, outf, o0 + c0, c, bias, c0, resf,
-                                ep.has_res, ep.lo32, ep.hi32, ep.q_scale, ep.q_zp, ep.q_lo, ep.q_hi)
-            else:
-                dw_f32_act_16(npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c,
-                              outf, o0 + c0, c, bias, c0, resf, ep.has_res, ep.lo32, ep.hi32)
+            dw_kernel(ep, 2, npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c, outf, o0 + c0, c, bias, bias, bias,
+                      resf, c0)
         if q.c8 > q.c16:
-            if ep.quant:
-                dw_f32_quant_8(npx, xf, x0 + q.c16, xstep, tapoff, ntaps, wf, q.c16, c, outf, o0 + q.c16, c, bias,
-                               q.c16, resf, ep.has_res, ep.lo32, ep.hi32, ep.q_scale, ep.q_zp, ep.q_lo, ep.q_hi)
-            else:
-                dw_f32_act_8(npx, xf, x0 + q.c16, xstep, tapoff, ntaps, wf, q.c16, c,
-                             outf, o0 + q.c16, c, bias, q.c16, resf, ep.has_res, ep.lo32, ep.hi32)
+            dw_kernel(ep, 1, npx, xf, x0 + q.c16, xstep, tapoff, ntaps, wf, q.c16, c, outf, o0 + q.c16, c, bias, bias,
+                      bias, resf, q.c16)
     acc = np.empty(c, np.float32)
     for xo in range(q.ow):
         ca = q.c8 if fast and q.xa <= xo < q.xb else 0
         if ca == c:
             continue
         _pixel_f32(xf, wf, acc, b, y, xo, q.h, q.wd, c, q.kh, q.kw, q.sh, q.sw, q.pt, q.pl, q.dh, q.dw, ca, c)
-        if ep.quant:
-            store_f32_quant(acc[ca:], c, 1, c - ca, outf, row * q.ow + xo, c, ca, bias, resf, ep.has_res, ep.lo,
-                            ep.hi, ep.q_scale, ep.q_zp, ep.q_lo, ep.q_hi)
-        else:
-            store_f32(acc[ca:], c, 1, c - ca, outf, row * q.ow + xo, c, ca, bias, resf, ep.has_res, ep.lo, ep.hi)
+        store_block(ep, acc[ca:], c, 1, c - ca, outf, row * q.ow + xo, c, ca, bias, bias, bias, resf)
 
 
 @njit(parallel=True, cache=True)
-def depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res,
-                       quant, q_scale, q_zp, q_lo, q_hi):
-    """x f32[N,H,W,C]; w f32[KH,KW,C]; out f32 (or u8/i8 with `quant`) [N,OH,OW,C]."""
-    _check_args(x, w, out, bias, res, has_res)
+def depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, ep):
+    """x f32[N,H,W,C]; w f32[KH,KW,C]; out f32 (`ep` an `F32Act`) or u8/i8 (`F32Quant`) [N,OH,OW,C]."""
+    _check_args(x, w, out, bias, res, ep.has_res)
     kh, kw = w.shape[0], w.shape[1]
     parallel = run_parallel(2 * out.size * kh * kw)
     x = _padded_input(x, out, kh, kw, sh, sw, pt, pl, dh, dw, 0.0, parallel)
@@ -213,7 +199,6 @@ def depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has
     outf = out.reshape(out.size)
     resf = res.reshape(res.size)
     tapoff = tap_offsets(kh, kw, dh, dw, q.wd, q.c)
-    ep = F32Epilogue(np.float32(lo), np.float32(hi), has_res, quant, lo, hi, q_scale, q_zp, q_lo, q_hi)
     rows = x.shape[0] * q.oh
     if parallel:
         for row in prange(rows):
@@ -229,13 +214,14 @@ def depthwise_f32(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res)
 
     Geometry as in `conv_f32.conv2d_f32` (the kernel size comes from w's shape).
     """
-    depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res, False, 1.0, 0, 0, 0)
+    depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, f32_params(has_res, lo, hi))
 
 
 @njit(cache=True)
 def depthwise_f32_quant(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res, q_scale, q_zp, q_lo, q_hi):
     """As `depthwise_f32`, then quantize into u8/i8 `out` (fp32 -> int8 precision boundary)."""
-    depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res, True, q_scale, q_zp, q_lo, q_hi)
+    depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw,
+                       f32_quant_params(has_res, lo, hi, q_scale, q_zp, q_lo, q_hi))
 
 
 @njit(cache=True)

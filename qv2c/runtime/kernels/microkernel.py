@@ -37,14 +37,13 @@ Addressing ("indirect convolution"): the reduction runs over `ntaps` kernel taps
 `rowoff` holds the start of each output pixel's receptive field in an NHWC (zero-padded)
 input, `tapoff` the offset of each (kh, kw) tap, so a 3x3 conv reads its input in place
 with no im2col copy; a 1x1 conv or a GEMM is the case ntaps = 1, tapoff = [0].  One call
-computes `nrows` rows: blocks of the target's tile height R, then one tail block of the smallest
-height >= the remainder (`tail_heights`), so the per-call overhead is paid once per weight panel
-and pixel tile.
+computes `nrows` rows: blocks of the target's tile height R, then the remainder in small blocks
+(`_emit_kernel`), so the per-call overhead is paid once per weight panel and pixel tile.
 
 Fused epilogues (all channel-vector operations on the register tile, in vectors of the target's
 width, at least 8 lanes (`_epilogue_vectors`): 16-lane zmm on AVX-512, which halves the epilogue's
 instructions against 8-lane halves), stored with row stride `ldo`; rows r >= nvalid are computed
-but not stored):
+but not stored, and nvalid may exceed the block height):
 
     raw          C[r, j] = acc                                   (fp32 or int32 scratch)
     f32          out = clamp(acc + bias (+ res), lo, hi)          fp32
@@ -561,39 +560,34 @@ def _block(builder, kind, rows, epilogue, args, target):
     _EPILOGUES[epilogue](builder, kind, acc, args)
 
 
-def tail_heights(rows: int) -> tuple[int, ...]:
-    """Block heights for the rows left after the full blocks: the smallest height >= the remainder
-    runs it (computing up to a few rows that are not stored; callers give `rowoff` entries, and raw
-    scratch rows, up to a multiple of `rows`, which every tail height reaches at most)."""
-    return tuple(h for h in (1, 2, 4, 6, 8, 12) if h < rows) + (rows,)
-
-
 def _emit_kernel(builder, kind, epilogue, args, target):
-    """Blocks of `target.rows` rows over all `nrows`, then one tail block of the smallest height >= the
-    remainder (`tail_heights`)."""
+    """Blocks of `target.rows` rows over all `nrows`; then the remainder in blocks of `target.tail_rows`
+    rows, the last one computing up to `tail_rows - 1` rows that are not stored, or in one 1-row block
+    when a single row is left (a matrix-vector product's only row).  Three block heights in all."""
     nrows = args["nrows"]
-    rows = target.rows
+    rows, tail_rows = target.rows, target.tail_rows
     step_out = args["ldc"] if epilogue == "raw" else args["ldo"]
     out_key = "c_off" if epilogue == "raw" else "o_off"
-    nfull = builder.sdiv(nrows, _c64(rows))
 
     def at(first_row, nvalid):
         return args.with_values(ro=builder.add(args["ro"], first_row), nvalid=nvalid,
                                 **{out_key: builder.add(args[out_key], builder.mul(first_row, step_out))})
 
-    with cgutils.for_range(builder, nfull) as loop:
-        _block(builder, kind, rows, epilogue, at(builder.mul(loop.index, _c64(rows)), _c64(rows)), target)
+    def blocks(height, first, count):
+        """`count` blocks of `height` rows from row `first`, each storing only rows < nrows."""
+        with cgutils.for_range(builder, count) as loop:
+            start = builder.add(first, builder.mul(loop.index, _c64(height)))
+            _block(builder, kind, height, epilogue, at(start, builder.sub(nrows, start)), target)
+
+    nfull = builder.sdiv(nrows, _c64(rows))
+    blocks(rows, _c64(0), nfull)
     first = builder.mul(nfull, _c64(rows))
     tail = builder.sub(nrows, first)
-    lo_ = 1
-    for height in tail_heights(rows):  # e.g. rows 6: tails 1 -> 1, 2 -> 2, 3..4 -> 4, 5 -> 6
-        hi_ = min(height, rows - 1)
-        if lo_ > hi_:
-            continue
-        cond = builder.and_(builder.icmp_signed(">=", tail, _c64(lo_)), builder.icmp_signed("<=", tail, _c64(hi_)))
-        with builder.if_then(cond):
-            _block(builder, kind, height, epilogue, at(first, tail), target)
-        lo_ = hi_ + 1
+    with builder.if_else(builder.icmp_signed("==", tail, _c64(1))) as (single, several):
+        with single:
+            _block(builder, kind, 1, epilogue, at(first, _c64(1)), target)
+        with several:
+            blocks(tail_rows, first, builder.sdiv(builder.add(tail, _c64(tail_rows - 1)), _c64(tail_rows)))
 
 
 #: element types of the activations / weights of each accumulation kind

@@ -6,6 +6,10 @@ A target fixes three things of the register-blocked micro-kernels (`microkernel.
   ymm, 16 for AVX-512's 512-bit zmm).  A 16-channel weight panel is `16 / lanes` vectors.
 - `rows`: the pixel rows of the largest register tile.  AVX2 has 16 vector registers
   (6 rows x 2 vectors = 12 accumulators); AVX-512 has 32 (12 rows x 1 zmm).
+- `tail_rows`: the height of the blocks that cover what is left after the full tiles (a divisor
+  of `rows`; a single left-over row has its own 1-row block, for matrix-vector products).  Every
+  block height is inlined code, and that code is what a cold JIT spends its time on, so the
+  tails are one small height run in a loop rather than one block per possible remainder.
 - `int8_dot`: how u8/i8 x int8 products are summed.
   "pairs": activations widened to int16 (x - zx), weights int16, `mul(sext, sext)` + "even
   + odd lanes", which LLVM selects as `vpmaddwd` (AVX2, AVX-512BW) or `pmaddwd` (SSE2).
@@ -51,6 +55,7 @@ class TargetSpec:
     name: str
     lanes: int
     rows: int
+    tail_rows: int
     int8_dot: str          # "pairs" (vpmaddwd) or "quads" (vpdpbusd)
     vnni: str              # "native", "emulated" or "none"
     marker_rank: int       # the rank of `marker()`, unique per target
@@ -65,13 +70,13 @@ class TargetSpec:
 
 
 TARGETS = {
-    "generic": TargetSpec("generic", 4, 4, "pairs", "none", 1),
-    "avx2": TargetSpec("avx2", 8, 6, "pairs", "none", 2),
-    "avx512": TargetSpec("avx512", 16, 12, "pairs", "none", 3),
-    "avx512-vnni": TargetSpec("avx512-vnni", 16, 12, "quads", "native", 4),
+    "generic": TargetSpec("generic", 4, 4, 2, "pairs", "none", 1),
+    "avx2": TargetSpec("avx2", 8, 6, 3, "pairs", "none", 2),
+    "avx512": TargetSpec("avx512", 16, 12, 4, "pairs", "none", 3),
+    "avx512-vnni": TargetSpec("avx512-vnni", 16, 12, 4, "quads", "native", 4),
 }
 #: "avx512-vnni" with the VNNI step in portable IR (hosts without VNNI; tests)
-AVX512_VNNI_EMULATED = TargetSpec("avx512-vnni", 16, 12, "quads", "emulated", 5)
+AVX512_VNNI_EMULATED = TargetSpec("avx512-vnni", 16, 12, 4, "quads", "emulated", 5)
 
 _BY_RANK = {t.marker_rank: t for t in (*TARGETS.values(), AVX512_VNNI_EMULATED)}
 
