@@ -169,20 +169,28 @@ def _transpose(lw: _Lowerer, op: Op) -> bool:
 
 
 def _pad(lw: _Lowerer, op: Op) -> bool:
+    """Constant padding, filled with `value` (on a quantized tensor its code: the zero point for
+    value 0, so an int8 pad stays int8).  A pad of the two spatial axes of an NHWC tensor (what
+    `fold-pad` leaves, e.g. before a non-foldable reader) is one parallel pass of the conv
+    kernels' `pad_nhwc`, row by row; any other pad is a fill, then a strided copy of the kept box."""
     if op.attrs["mode"] != "constant":
         return False
     x_t, y_t = op.operands[0].type, op.result.type
     r = x_t.rank
     pads = op.attrs["pads"]
     code = _pad_code(op, DTYPES[x_t.dtype])
+    fill = float(code) if DTYPES[y_t.dtype].kind == "f" else int(code)
+    x = lw.operand(op.operands[0])
+    out = lw.result_buf(op)
+    if r == 4 and min(pads) >= 0 and not any(pads[i] for i in (0, 1, 4, 5)):
+        lw.emit(_R + "kernels.indirect:pad_nhwc", [("x", x), ("pt", pads[2]), ("pl", pads[3]), ("xp", out),
+                                                   ("parallel", lw.parallel(y_t.size)), ("fill", fill)], [out])
+        return True
     order = TO_NHWC if r == 4 else tuple(range(r))
     begins, ends = [pads[i] for i in order], [pads[i + r] for i in order]
     xs, ys = physical_shape(x_t.shape), physical_shape(y_t.shape)
     src_box = tuple((max(0, -b), xs[i] - max(0, -e)) for i, (b, e) in enumerate(zip(begins, ends)))
     dst_box = tuple((max(0, b), ys[i] - max(0, e)) for i, (b, e) in enumerate(zip(begins, ends)))
-    x = lw.operand(op.operands[0])
-    out = lw.result_buf(op)
-    fill = float(code) if DTYPES[y_t.dtype].kind == "f" else int(code)
     lw.emit(_R + "ops_layout:fill_flat", [("out", lw.flat(out)), ("value", fill)], [lw.flat(out)])
     if y_t.size and all(e > s for s, e in src_box):
         dst = lw.view(out, ("slice", dst_box))

@@ -1,13 +1,14 @@
 """`canonicalize`: the standard clean-up every freshly imported model goes through.
 
-    CANONICALIZE = ["fold-constants", "fold-batchnorm", "drop-identity", "dce"]
+    CANONICALIZE = ["fold-constants", "fold-batchnorm", "drop-identity", "fold-pad", "dce"]
 
 Constants are folded first so batch-norm parameters and weights computed in the
 graph are constants by the time `fold-batchnorm` looks for them; identities are
-dropped after it because decomposed batch norms may be `* 1 + 0`; `dce` removes
-what all of them left behind. Use the list with `PassManager` (verified after each
-pass) or run the single registered `canonicalize` pass, which runs them in order
-without verifying in between.
+dropped after it because decomposed batch norms may be `* 1 + 0`; `fold-pad` comes
+after both, so an identity standing between a pad and its conv is gone and a pad of
+a constant has been folded into the constant; `dce` removes what all of them left
+behind. Use the list with `PassManager` (verified after each pass) or run the single
+registered `canonicalize` pass, which runs them in order without verifying in between.
 
     before:  %c = qv.conv(%x, %w) {...} : f32[1,8,8,8]
              %b = qv.batchnorm(%c, %g, %beta, %m, %v) {epsilon = 1e-05} : f32[1,8,8,8]
@@ -22,7 +23,7 @@ from __future__ import annotations
 from qv2c.ir.core import Module
 from qv2c.passes.registry import get_pass, register_pass
 
-CANONICALIZE = ["fold-constants", "fold-batchnorm", "drop-identity", "dce"]
+CANONICALIZE = ["fold-constants", "fold-batchnorm", "drop-identity", "fold-pad", "dce"]
 
 
 @register_pass("canonicalize")

@@ -16,7 +16,10 @@ each original value, created lazily):
 - an int8 layer asks for its input's integer version (a `qv.quantize` is inserted
   only if none exists yet) and fuses a following ReLU/ReLU6 into its requantization;
 - data-movement ops (max-pool, reshape, transpose, concat, ReLU/clip) run on integers
-  whenever their inputs already are, keeping the input's scale;
+  whenever their inputs already are, keeping the input's scale; so does a constant pad
+  with value 0 (real 0 is exactly the zero point, so the int8 pad fills with it and
+  the island is not cut by a dequantize/pad/quantize round trip); a pad with another
+  value (which would be rounded to the input's grid, or clipped by its range) stays fp32;
 - residual add, average pool and global average pool run in int8 when all their
   inputs already are;
 - every other op asks for fp32 versions (a `qv.dequantize` is inserted once per
@@ -156,6 +159,8 @@ class _Realizer:
                 self.quantized_layer(op)
             elif op.name in _INT_PASSTHROUGH and id(op.operands[0]) in self.q:
                 self.passthrough(op)
+            elif op.name == "qv.pad" and id(op.operands[0]) in self.q and _int_pad(op, self.q[id(op.operands[0])]):
+                self.passthrough(op)
             elif op.name in ("qv.relu", "qv.clip") and id(op.operands[0]) in self.q:
                 self.int_clip(op)
             elif op.name == "qv.concat" and all(id(v) in self.q for v in op.operands):
@@ -281,6 +286,12 @@ class _Realizer:
         name = "qv.qglobal_avgpool" if op.name == "qv.global_avgpool" else "qv.qavgpool"
         new = self.b.create(name, [x], result_types=[t], meta=op.meta, result_names=[op.result.name], **op.attrs).result
         self.set_int(op.result, new)
+
+
+def _int_pad(op: Op, x: Value) -> bool:
+    """True for a pad that runs on the integer codes of `x` exactly: constant mode, value 0
+    (its code is the zero point), `x` quantized per tensor."""
+    return op.attrs["mode"] == "constant" and op.attrs["value"] == 0.0 and not x.type.quant.per_channel
 
 
 def _activation_kind(op: Op) -> str:
