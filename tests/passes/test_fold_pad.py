@@ -66,11 +66,17 @@ def test_pads_add_to_the_conv_own_pads():
 
 
 AVG = "{{ceil_mode = 0, count_include_pad = {c}, kernel = [3, 3], pads = {pads}, strides = [1, 1]}}"
-AVG_INCLUDE = module(zero_pad("[0, 0, 1, 0, 0, 0, 0, 1]", "1,1,5,5")
-                     + f"  %a = qv.avgpool(%p) {AVG.format(c=1, pads='[1, 1, 1, 1]')} : f32[1,1,5,5]\n"
-                     + "  output %a\n", consts="")
-AVG_INCLUDE_FOLDED = module(f"  %a = qv.avgpool(%x) {AVG.format(c=1, pads='[2, 1, 1, 2]')} : f32[1,1,5,5]\n"
-                            + "  output %a\n", consts="")
+
+
+def avgpool(src: str, count_include_pad: int, pads: str, out: str) -> str:
+    """`%a = qv.avgpool(src)`, 3x3 stride 1, result f32[out]."""
+    return f"  %a = qv.avgpool({src}) {AVG.format(c=count_include_pad, pads=pads)} : f32[{out}]\n"
+
+
+OUT_A = "  output %a\n"
+AVG_INCLUDE = module(zero_pad("[0, 0, 1, 0, 0, 0, 0, 1]", "1,1,5,5") + avgpool("%p", 1, "[1, 1, 1, 1]", "1,1,5,5")
+                     + OUT_A, consts="")
+AVG_INCLUDE_FOLDED = module(avgpool("%x", 1, "[2, 1, 1, 2]", "1,1,5,5") + OUT_A, consts="")
 
 
 def test_average_pool_counting_its_padding_takes_the_pad():
@@ -79,11 +85,9 @@ def test_average_pool_counting_its_padding_takes_the_pad():
 
 # count_include_pad = 0 on a pool without pads of its own: the explicit zeros counted as
 # input, so the folded pool counts its (new) padding
-AVG_EXCLUDE = module(zero_pad("[0, 0, 1, 1, 0, 0, 1, 1]", "1,1,6,6")
-                     + f"  %a = qv.avgpool(%p) {AVG.format(c=0, pads='[0, 0, 0, 0]')} : f32[1,1,4,4]\n"
-                     + "  output %a\n", consts="")
-AVG_EXCLUDE_FOLDED = module(f"  %a = qv.avgpool(%x) {AVG.format(c=1, pads='[1, 1, 1, 1]')} : f32[1,1,4,4]\n"
-                            + "  output %a\n", consts="")
+AVG_EXCLUDE = module(zero_pad("[0, 0, 1, 1, 0, 0, 1, 1]", "1,1,6,6") + avgpool("%p", 0, "[0, 0, 0, 0]", "1,1,4,4")
+                     + OUT_A, consts="")
+AVG_EXCLUDE_FOLDED = module(avgpool("%x", 1, "[1, 1, 1, 1]", "1,1,4,4") + OUT_A, consts="")
 
 
 def test_average_pool_without_own_pads_counts_the_folded_padding():
@@ -130,10 +134,10 @@ def test_a_chain_of_pads_folds_entirely():
 # one pad read by a conv and an average pool: both take it, and the pad goes
 SHARED = module(zero_pad("[0, 0, 1, 1, 0, 0, 1, 1]", "1,1,6,6")
                 + conv("%p", "[0, 0, 0, 0]", "1,1,4,4")
-                + f"  %a = qv.avgpool(%p) {AVG.format(c=1, pads='[0, 0, 0, 0]')} : f32[1,1,4,4]\n"
+                + avgpool("%p", 1, "[0, 0, 0, 0]", "1,1,4,4")
                 + "  %s = qv.add(%c, %a) : f32[1,1,4,4]\n  output %s\n")
 SHARED_FOLDED = module(conv("%x", "[1, 1, 1, 1]", "1,1,4,4")
-                       + f"  %a = qv.avgpool(%x) {AVG.format(c=1, pads='[1, 1, 1, 1]')} : f32[1,1,4,4]\n"
+                       + avgpool("%x", 1, "[1, 1, 1, 1]", "1,1,4,4")
                        + "  %s = qv.add(%c, %a) : f32[1,1,4,4]\n  output %s\n")
 
 
@@ -187,8 +191,7 @@ STAYS = {
                                       + ": f32[1,1,3,3]\n  output %m\n", consts=""),
     # the pool divides by the input elements only, and its own padding would become counted
     "avgpool_excluding_own_pads": module(zero_pad("[0, 0, 1, 1, 0, 0, 1, 1]", "1,1,6,6")
-                                         + f"  %a = qv.avgpool(%p) {AVG.format(c=0, pads='[1, 1, 1, 1]')} "
-                                         + ": f32[1,1,6,6]\n  output %a\n", consts=""),
+                                         + avgpool("%p", 0, "[1, 1, 1, 1]", "1,1,6,6") + OUT_A, consts=""),
 }
 
 
