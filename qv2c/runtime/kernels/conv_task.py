@@ -28,14 +28,14 @@ from qv2c.runtime.kernels.microkernel import PANEL
 _EdgePanel = namedtuple("_EdgePanel", "out res bias mult fbias")
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _edge_panel(nblk, outf, resf, bias, mult, fbias):
     """Scratch for `nblk` rows of one panel (zeroed, so the unused lanes compute on zeros)."""
     return _EdgePanel(np.zeros(nblk * PANEL, outf.dtype), np.zeros(nblk * PANEL, resf.dtype),
                       np.zeros(PANEL, bias.dtype), np.zeros(PANEL, mult.dtype), np.zeros(PANEL, fbias.dtype))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _copy_block(src, s_off, s_ld, dst, d_off, d_ld, rows, nc):
     """dst[d_off + r * d_ld + j] = src[s_off + r * s_ld + j] for r < rows, j < nc (elementwise loops:
     a slice assignment would compile a shape check and its error message into every driver)."""

@@ -59,32 +59,32 @@ RequantAdd = namedtuple("RequantAdd", "tlo thi z1 lo1 hi1 zr sr s1 sy zy lo hi h
 Dequant = namedtuple("Dequant", "lo hi has_res")
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def f32_params(has_res, lo, hi):
     """The `F32Act` parameters: fp32 clamp [lo, hi], with or without a residual."""
     return F32Act(np.float32(lo), np.float32(hi), has_res, float(lo), float(hi))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def f32_quant_params(has_res, lo, hi, q_scale, q_zp, q_lo, q_hi):
     """The `F32Quant` parameters: `f32_params`, then QuantizeLinear with (q_scale, q_zp) into [q_lo, q_hi]."""
     return F32Quant(np.float32(lo), np.float32(hi), has_res, float(lo), float(hi), q_scale, q_zp, q_lo, q_hi)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def requant_params(zy, lo, hi):
     """The `Requant` parameters of an output with zero point zy and integer bounds [lo, hi]."""
     return Requant(np.float32(lo - zy), np.float32(hi - zy), zy, float(lo), float(hi), False)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi):
     """The `RequantAdd` parameters (see the class comment)."""
     return RequantAdd(np.float32(lo1 - z1), np.float32(hi1 - z1), z1, float(lo1), float(hi1), zr, sr, s1, sy, zy,
                       float(lo), float(hi), True)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequant_params(has_res, lo, hi):
     """The `Dequant` parameters: fp32 clamp [lo, hi], with or without a residual."""
     return Dequant(float(lo), float(hi), has_res)

@@ -2,8 +2,9 @@
 
 An FC layer out[M, N] = a[M, K] @ w[N, K]^T + bias is a 1x1 convolution of an
 [M, 1, 1, K] NHWC tensor, so these entry points reshape (free views) and call the
-convolution drivers: the same register-blocked micro-kernels (6 rows x 16 outputs), the
-same epilogues, and the same task split.  For batch 1 (M = 1) the split is over the
+convolution drivers (`conv_f32_core`, `conv_i8_core`, called directly: every Numba layer
+between an entry point and the micro-kernels is one more full LLVM pass over all of them on a
+cold compile): the same register-blocked micro-kernels, the same epilogues, and the same task split.  For batch 1 (M = 1) the split is over the
 N / 16 weight panels (`tiling.plan_tiles` gives one pixel tile and many panel chunks),
 and the single-row micro-kernel keeps 4 partial sums per accumulator so the FMA
 latency is hidden; the layer is then bound by streaming the weights once.
@@ -16,17 +17,18 @@ from __future__ import annotations
 
 from numba import njit
 
-from qv2c.runtime.kernels.conv_f32 import conv2d_f32
-from qv2c.runtime.kernels.conv_i8 import conv2d_i8, conv2d_i8_dequant
+from qv2c.runtime.kernels.conv_f32 import conv_f32_core
+from qv2c.runtime.kernels.conv_i8 import conv_i8_core
+from qv2c.runtime.kernels.epilogue_kind import dequant_params, f32_params, requant_params
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _as_pixels(a):
     """[M, K] row-major -> [M, 1, 1, K] NHWC view."""
     return a.reshape(a.shape[0], 1, 1, a.shape[1])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _pointwise(a):
     """The geometry (kh, kw, sh, sw, pt, pl, dh, dw) of a 1x1 conv, as runtime int64 values.
 
@@ -41,17 +43,19 @@ def _pointwise(a):
 @njit(cache=True)
 def gemm_f32(a, w, bias, res, out, lo, hi, has_res, tgt):
     """out[M, N] = clamp(a @ W^T + bias (+ res), lo, hi); a, res, out fp32 row-major; w packed."""
-    conv2d_f32(_as_pixels(a), w, bias, _as_pixels(res), _as_pixels(out), *_pointwise(a), lo, hi, has_res, tgt)
+    conv_f32_core(_as_pixels(a), w, bias, _as_pixels(res), _as_pixels(out), *_pointwise(a),
+                  f32_params(has_res, lo, hi), tgt)
 
 
 @njit(cache=True)
 def gemm_i8(a, za, w, bias, out, mult, zy, lo, hi, tgt):
     """out[M, N] (u8/i8) = clip(rint(f32(sum_k (a - za) * W + bias) * mult[n]) + zy, lo, hi)."""
-    conv2d_i8(_as_pixels(a), za, w, bias, _as_pixels(out), *_pointwise(a), mult, zy, lo, hi, tgt)
+    out4 = _as_pixels(out)
+    conv_i8_core(_as_pixels(a), za, w, bias, out4, *_pointwise(a), requant_params(zy, lo, hi), mult, mult, out4, tgt)
 
 
 @njit(cache=True)
 def gemm_i8_dequant(a, za, w, bias, out, scale, fbias, res, has_res, lo, hi, tgt):
     """out[M, N] fp32 = clamp(f32(sum_k (a - za) * W + bias) * scale[n] + fbias[n] (+ res), lo, hi)."""
-    conv2d_i8_dequant(_as_pixels(a), za, w, bias, _as_pixels(out), *_pointwise(a),
-                      scale, fbias, _as_pixels(res), has_res, lo, hi, tgt)
+    conv_i8_core(_as_pixels(a), za, w, bias, _as_pixels(out), *_pointwise(a), dequant_params(has_res, lo, hi),
+                 scale, fbias, _as_pixels(res), tgt)

@@ -96,7 +96,7 @@ def _prepare_input(w, x, zx, pt, pl, groups, hp, wp, icp, parallel):
     return quads_in_place
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _pad_quads(x, shift, zx, pt, pl, groups, hp, wp, icp, parallel):
     """The padded u8 copy of `pad_u8_quads`, flat."""
     n, c = x.shape[0], x.shape[3]

@@ -55,7 +55,7 @@ def pad_nhwc(x, pt, pl, xp, parallel, fill):
     value = xp.dtype.type(fill)
     if parallel:
         for row in prange(rows):
-            _pad_row(x, pt, pl, xp, row, value)
+            _pad_row(x, pt, pl, xp, np.int64(row), value)
     else:
         for row in range(rows):
             _pad_row(x, pt, pl, xp, row, value)
@@ -99,7 +99,7 @@ def pad_widen_s16(x, zx, pt, pl, groups, xp, parallel):
     rows = xp.shape[0] * xp.shape[1]
     if parallel:
         for row in prange(rows):
-            _pad_widen_row(x, zx, pt, pl, groups, xp, row)
+            _pad_widen_row(x, zx, pt, pl, groups, xp, np.int64(row))
     else:
         for row in range(rows):
             _pad_widen_row(x, zx, pt, pl, groups, xp, row)
@@ -165,7 +165,7 @@ def pad_u8_quads(x, shift, zu, pt, pl, groups, xp, parallel):
     rows = xp.shape[0] * xp.shape[1]
     if parallel:
         for row in prange(rows):
-            _pad_quads_row(x, shift, zu, pt, pl, groups, xp, row)
+            _pad_quads_row(x, shift, zu, pt, pl, groups, xp, np.int64(row))
     else:
         for row in range(rows):
             _pad_quads_row(x, shift, zu, pt, pl, groups, xp, row)
