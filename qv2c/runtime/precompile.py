@@ -119,21 +119,43 @@ def _load_compiled(job: Job) -> bool:
 
 
 def _compile_in_parallel(jobs: list[Job], workers: int) -> None:
-    """Share `jobs` between this process and `workers` children, largest kernels first."""
+    """Share `jobs` between this process and `workers` children, largest groups first (`_groups`)."""
     todo: queue.Queue = queue.Queue()
-    for job in sorted(jobs, key=_expected_cost, reverse=True):
-        todo.put(job)
+    for group in sorted(_groups(jobs), key=lambda g: sum(map(_expected_cost, g)), reverse=True):
+        todo.put(group)
     threads = [threading.Thread(target=_feed_worker, args=(todo,), daemon=True) for _ in range(workers)]
     for t in threads:
         t.start()
     while True:
         try:
-            job = todo.get_nowait()
+            group = todo.get_nowait()
         except queue.Empty:
             break
-        _compile_here(job)
+        for job in group:
+            _compile_here(job)
     for t in threads:
         t.join()
+
+
+def _groups(jobs: list[Job]) -> list[list[Job]]:
+    """Jobs that share a conv driver, in one group each, so that one process compiles them one after the
+    other: e.g. `conv2d_i8`, `conv2d_i8_add` and `gemm_i8` are thin entry points over the same
+    `conv_i8_core` specialisation, which the first compiles and the others then find in memory
+    (two processes would each compile it)."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(_driver(job), []).append(job)
+    return list(groups.values())
+
+
+def _driver(job: Job) -> str:
+    """The conv driver under a kernel entry point ("conv_i8", "conv_f32", "depthwise"), else the job itself."""
+    module, fn = job[0].rsplit(".", 1)[-1], job[1]
+    if module in ("conv_i8", "conv_f32", "depthwise"):
+        return module
+    if module == "gemm":
+        return "conv_i8" if "_i8" in fn else "conv_f32"
+    return f"{module}.{fn}{job[2]}"
 
 
 def _compile_here(job: Job) -> float:
@@ -162,15 +184,16 @@ def _feed_worker(todo: queue.Queue) -> None:
     try:
         while True:
             try:
-                job = todo.get_nowait()
+                group = todo.get_nowait()
             except queue.Empty:
                 break
-            child.stdin.write(base64.b64encode(pickle.dumps(job)).decode() + "\n")
-            child.stdin.flush()
-            answer = child.stdout.readline()
-            if not answer:  # the child died: this process compiles what is left
-                break
-            log.debug("worker %d: %s.%s: %s", child.pid, job[0], job[1], answer.strip())
+            for job in group:
+                child.stdin.write(base64.b64encode(pickle.dumps(job)).decode() + "\n")
+                child.stdin.flush()
+                answer = child.stdout.readline()
+                if not answer:  # the child died: this process compiles what is left
+                    return
+                log.debug("worker %d: %s.%s: %s", child.pid, job[0], job[1], answer.strip())
     except OSError:
         pass
     finally:

@@ -54,7 +54,7 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, ep, mult, 
 
     x: u8/i8 [N, H, W, C]; w: packed `pack_conv_i8(..., dot)`: int16 [G, panels, Kp/2, 16, 2] ("pairs")
     or int8 [G, panels, Kp/4 + 1, 16, 4] ("quads"); bias: int32[OC];
-    out: [N, OH, OW, OC], u8/i8 (`Requant`, `RequantAdd`) or f32 (`Dequant`); `ep` one of the
+    out: [N, OH, OW, OC], u8/i8 (`Requant`) or f32 (`Dequant`); `ep` one of the
     `epilogue_kind` tuples; `mult` is M[oc] (float32) or shifts (int32) when requantizing, the
     dequantization scale S[oc] for `Dequant`; `fbias` the fp32 bias of `Dequant`, `res` the residual;
     `tgt` the target marker whose micro-kernels run.
