@@ -79,12 +79,13 @@ def test_fp32_net_lowers_to_fused_kernels(calibrated_net):
     m = run_pipeline(random_net(batch=2), ["fuse"])
     p = lower(m)
     assert calls(p) == ["nchw_to_nhwc", "conv2d_f32", "maxpool_nhwc", "conv2d_f32", "conv2d_f32",
-                        "concat_part", "concat_part", "global_avgpool_nhwc", "gemm_f32"]
-    first, _, residual = args_of(p, "conv2d_f32")
+                        "concat_part", "concat_part", "global_avgpool_nhwc", "conv2d_f32"]
+    first, _, residual, fc = args_of(p, "conv2d_f32")
     assert (first["lo"], first["hi"], first["has_res"]) == (0.0, np.inf, False)
     assert (residual["lo"], residual["has_res"]) == (0.0, True) and isinstance(residual["res"], Buf)
-    flat = p.buffers[dict(p.kernels[-1].args)["a"].id]
-    assert flat.base is not None and flat.view == (("reshape", (2, 16)),)
+    pixels = p.buffers[fc["x"].id]  # the FC runs as a 1x1 conv on a [2, 1, 1, 16] view of the flatten
+    assert pixels.base is not None and pixels.view[-1] == ("reshape", (2, 1, 1, 16))
+    assert p.kernels[-1].desc.anchor == "gemm"
 
 
 def test_int8_net_lowers_to_integer_kernels(calibrated_net):
@@ -93,12 +94,15 @@ def test_int8_net_lowers_to_integer_kernels(calibrated_net):
     its kernel dequantizes in the epilogue)."""
     p = lower(realized(calibrated_net))
     c = calls(p)
-    assert c[:2] == ["nchw_to_nhwc", "quantize_flat"] and c[-2:] == ["gemm_i8", "dequantize_epilogue_flat"]
-    assert calls(lower(realized(calibrated_net), exact=False))[-1] == "gemm_i8_dequant"
-    assert "conv2d_i8_add" in c and "qglobal_avgpool_nhwc" in c and "maxpool_nhwc" in c
+    assert c[:2] == ["nchw_to_nhwc", "quantize_flat"] and c[-2:] == ["conv2d_i8_requant", "dequantize_epilogue_flat"]
+    assert calls(lower(realized(calibrated_net), exact=False))[-1] == "conv2d_i8_dequant"
+    assert c.count("conv2d_i8_requant") == 4 and "qglobal_avgpool_nhwc" in c and "maxpool_nhwc" in c
     assert not {"dequantize_flat", "qadd_flat", "conv2d_f32"} & set(c)
-    (add,) = args_of(p, "conv2d_i8_add")
-    assert all(isinstance(add[k], int) for k in ("zx", "z1", "lo1", "hi1", "zr", "zy", "lo", "hi"))
+    requant = args_of(p, "conv2d_i8_requant")
+    assert [a["has_res"] for a in requant] == [False, False, True, False]  # conv1, conv2, conv3 + residual, fc
+    for a in requant:  # one compiled specialisation for all four: the same argument types
+        assert all(isinstance(a[k], int) for k in ("zx", "z1", "lo1", "hi1", "zr", "zy", "lo", "hi"))
+        assert all(isinstance(a[k], float) for k in ("s1", "sr", "sy"))
 
 
 def test_conv_groups_carry_a_typed_kernel_description(calibrated_net):
@@ -106,10 +110,11 @@ def test_conv_groups_carry_a_typed_kernel_description(calibrated_net):
     entry point follows from it, and the generated program shows it and every argument by name."""
     p = lower(realized(calibrated_net), target=TARGETS["generic"])
     descs = {k.function: k.desc for k in p.kernels if k.desc is not None}
-    add = descs["conv2d_i8_add"]
+    add = next(k.desc for k in p.kernels if k.desc is not None and k.desc.epilogue.residual)
     assert (add.anchor, add.accumulation, add.target) == ("conv", "int8", TARGETS["generic"])
     assert add.epilogue == Epilogue("requantize", True, add.epilogue.clamp, "float")
-    assert descs["gemm_i8"].epilogue.boundary == "requantize"  # exact: the dequantize is a pass of its own
+    fc = p.kernels[-2].desc
+    assert (fc.anchor, fc.epilogue.boundary) == ("gemm", "requantize")  # exact: the dequantize is a pass of its own
     assert all(k.desc is None for k in p.kernels if k.function in ("quantize_flat", "maxpool_nhwc"))
     for k in p.kernels:
         if k.desc is not None:
@@ -119,7 +124,7 @@ def test_conv_groups_carry_a_typed_kernel_description(calibrated_net):
     assert "#   int8 conv; epilogue: requantize (float scales) + residual, clamp" in source
     assert "target generic" in source and " zx=" in source and " tgt=c[" in source
     dq = lower(realized(calibrated_net), exact=False, target=TARGETS["avx2"])
-    gemm = next(k.desc for k in dq.kernels if k.function == "gemm_i8_dequant")
+    gemm = next(k.desc for k in dq.kernels if k.function == "conv2d_i8_dequant")
     assert gemm.epilogue.boundary == "dequantize" and gemm.target is TARGETS["avx2"]
 
 
@@ -128,7 +133,9 @@ def test_kernel_desc_entry_points():
                                                        TARGETS["avx2"]).entry_point()
     assert ep("conv", "f32", "none", True).kernel == "conv_f32:conv2d_f32"  # an fp32 residual is an argument
     assert ep("gemm", "f32", "quantize", False) == EntryPoint("conv_f32:conv2d_f32_quant", as_pixels=True)
-    assert ep("gemm", "int8", "requantize", True) == EntryPoint("conv_i8:conv2d_i8_add", as_pixels=True)
+    assert ep("gemm", "int8", "requantize", True) == EntryPoint("conv_i8:conv2d_i8_requant", as_pixels=True)
+    assert ep("conv", "int8", "requantize", False) == ep("conv", "int8", "requantize", True)  # `has_res`
+    assert ep("gemm", "f32", "none", False) == EntryPoint("conv_f32:conv2d_f32", as_pixels=True)
     assert ep("depthwise", "int8", "dequantize", True).kernel == "depthwise:depthwise_i8_dequant"
     with pytest.raises(NotImplementedError):
         ep("depthwise", "f32", "requantize", False)
@@ -140,15 +147,16 @@ def test_mixed_boundaries(calibrated_net):
     """conv1 fp32: the maxpool between it and the int8 convs keeps the quantize a kernel of its own;
     fc fp32: the int8 island ends with a dequantize kernel after the int8 global pool."""
     assert calls(lower(realized(calibrated_net, {"conv2", "conv3", "fc"}))) == [
-        "nchw_to_nhwc", "conv2d_f32", "maxpool_nhwc", "quantize_flat", "conv2d_i8", "conv2d_i8_add",
-        "concat_part", "concat_part", "qglobal_avgpool_nhwc", "gemm_i8", "dequantize_epilogue_flat"]
-    assert calls(lower(realized(calibrated_net, {"conv1", "conv2", "conv3"})))[-2:] == ["dequantize_flat", "gemm_f32"]
+        "nchw_to_nhwc", "conv2d_f32", "maxpool_nhwc", "quantize_flat", "conv2d_i8_requant", "conv2d_i8_requant",
+        "concat_part", "concat_part", "qglobal_avgpool_nhwc", "conv2d_i8_requant", "dequantize_epilogue_flat"]
+    assert calls(lower(realized(calibrated_net, {"conv1", "conv2", "conv3"})))[-2:] == ["dequantize_flat",
+                                                                                         "conv2d_f32"]
 
 
 def test_per_op_placement_runs_standalone_quantize_kernels(calibrated_net):
     p = lower(realized(calibrated_net, placement="per-op", fuse=False))
     c = calls(p)
-    assert c.count("conv2d_i8") == 3 and "gemm_i8" in c
+    assert c.count("conv2d_i8_requant") == 4
     assert c.count("dequantize_flat") == 4 and c.count("quantize_flat") == 3  # one per int8 input
 
 
@@ -158,7 +166,7 @@ def test_shift_requantization_runs_the_int8_kernels_with_shifts(calibrated_net):
     p = lower(realized(calibrated_net, scheme=QuantScheme(scale_kind="power-of-2")))
     assert "run_reference" not in calls(p)
     assert calls(p) == calls(lower(realized(calibrated_net)))
-    int8_calls = [dict(k.args) for k in p.kernels if k.function in ("conv2d_i8", "conv2d_i8_add", "gemm_i8")]
+    int8_calls = [dict(k.args) for k in p.kernels if k.function == "conv2d_i8_requant"]
     assert len(int8_calls) == 4
     for args in int8_calls:
         shifts = p.consts[args["mult"].id].data
@@ -225,7 +233,7 @@ def test_source_is_inspectable_and_cached(calibrated_net, tmp_path):
     exe = build_executable(q)
     assert exe.source_path is not None and exe.source_path.parent == tmp_path / "cache"
     assert exe.source_path.read_text() == exe.source
-    assert "def run(b, c):" in exe.source and "conv2d_i8_add(" in exe.source
+    assert "def run(b, c):" in exe.source and "conv2d_i8_requant(" in exe.source
     stamp = exe.source_path.stat().st_mtime_ns
     again = build_executable(realized(calibrated_net))
     assert again.source_path == exe.source_path and exe.source_path.stat().st_mtime_ns == stamp

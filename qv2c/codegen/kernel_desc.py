@@ -10,10 +10,10 @@ entry point from a table, not from strings glued together; the description trave
     KernelDesc(anchor="conv", accumulation="int8",
                epilogue=Epilogue(boundary="requantize", residual=True, clamp=(0.0, inf), scale_kind="float"),
                target=TARGETS["avx2"]).entry_point()
-    -> EntryPoint("conv_i8:conv2d_i8_add", as_pixels=False)
+    -> EntryPoint("conv_i8:conv2d_i8_requant", as_pixels=False)
 
-`as_pixels`: the gemm has no entry point of its own for this epilogue and runs as the 1x1
-conv it is, on [M, 1, 1, K] views (`runtime/kernels/gemm.py` does the same).
+`as_pixels`: a gemm runs as the 1x1 conv it is, on [M, 1, 1, K] views (`runtime/kernels/gemm.py`
+does the same).
 """
 
 from __future__ import annotations
@@ -76,31 +76,28 @@ class KernelDesc:
                 f"clamp [{e.clamp[0]:g}, {e.clamp[1]:g}]; target {self.target.label}")
 
     def entry_point(self) -> EntryPoint:
-        e = self.epilogue
-        key = (self.accumulation, self.anchor, e.boundary, e.residual and self.accumulation == "int8")
+        key = (self.accumulation, self.anchor, self.epilogue.boundary)
         if key not in _ENTRY_POINTS:
             raise NotImplementedError(f"no kernel entry point for {self}")
         return _ENTRY_POINTS[key]
 
 
-def _table() -> dict[tuple[str, str, str, bool], EntryPoint]:
-    """(accumulation, anchor, boundary, int8 residual) -> entry point.  An fp32 residual is an argument
-    (`has_res`) of the same entry point; an int8 one (`qv.qadd` in the epilogue) is an entry point of
-    its own, and a depthwise or gemm group has no int8 residual kernel besides the ones listed."""
+def _table() -> dict[tuple[str, str, str], EntryPoint]:
+    """(accumulation, anchor, boundary) -> entry point.  A residual is an argument of the same entry point
+    (`has_res`), and a gemm runs as the 1x1 conv it is: every entry point a model calls is compiled on
+    its first run, each with its own full LLVM pass over the conv driver below it, so programs call
+    as few as there are drivers (`runtime/kernels/gemm.py` keeps GEMM entry points for direct use)."""
     t = {}
     for anchor, module, conv_fn in (("conv", "conv_f32", "conv2d_f32"), ("depthwise", "depthwise", "depthwise_f32")):
-        t["f32", anchor, "none", False] = EntryPoint(f"{module}:{conv_fn}")
-        t["f32", anchor, "quantize", False] = EntryPoint(f"{module}:{conv_fn}_quant")
-    t["f32", "gemm", "none", False] = EntryPoint("gemm:gemm_f32")
-    t["f32", "gemm", "quantize", False] = EntryPoint("conv_f32:conv2d_f32_quant", as_pixels=True)
-    for anchor, module, fn in (("conv", "conv_i8", "conv2d_i8"), ("depthwise", "depthwise", "depthwise_i8"),
-                               ("gemm", "gemm", "gemm_i8")):
-        t["int8", anchor, "requantize", False] = EntryPoint(f"{module}:{fn}")
-        t["int8", anchor, "dequantize", False] = EntryPoint(f"{module}:{fn}_dequant")
-        t["int8", anchor, "dequantize", True] = EntryPoint(f"{module}:{fn}_dequant")
-    t["int8", "conv", "requantize", True] = EntryPoint("conv_i8:conv2d_i8_add")
-    t["int8", "depthwise", "requantize", True] = EntryPoint("depthwise:depthwise_i8_add")
-    t["int8", "gemm", "requantize", True] = EntryPoint("conv_i8:conv2d_i8_add", as_pixels=True)
+        t["f32", anchor, "none"] = EntryPoint(f"{module}:{conv_fn}")
+        t["f32", anchor, "quantize"] = EntryPoint(f"{module}:{conv_fn}_quant")
+    t["f32", "gemm", "none"] = EntryPoint("conv_f32:conv2d_f32", as_pixels=True)
+    t["f32", "gemm", "quantize"] = EntryPoint("conv_f32:conv2d_f32_quant", as_pixels=True)
+    for anchor, module, fn in (("conv", "conv_i8", "conv2d_i8"), ("depthwise", "depthwise", "depthwise_i8")):
+        t["int8", anchor, "requantize"] = EntryPoint(f"{module}:{fn}_requant")
+        t["int8", anchor, "dequantize"] = EntryPoint(f"{module}:{fn}_dequant")
+    t["int8", "gemm", "requantize"] = EntryPoint("conv_i8:conv2d_i8_requant", as_pixels=True)
+    t["int8", "gemm", "dequantize"] = EntryPoint("conv_i8:conv2d_i8_dequant", as_pixels=True)
     return t
 
 

@@ -30,8 +30,8 @@ without a residual its clamp includes the grid's range, so it differs from the I
 only by the int8 rounding it skips.
 
     before:  %r = qv.fused(%x, %w, %b, %skip) {pattern = "qv.qconv+qv.qadd"} : u8[1,64,8,8]{...}
-    after:   KernelSpec(kernel="qv2c.runtime.kernels.conv_i8:conv2d_i8_add",
-                        args=(("x", Buf(3)), ("zx", 0), ("w", Const(4)), ..., ("res", Buf(2)), ...))
+    after:   KernelSpec(kernel="qv2c.runtime.kernels.conv_i8:conv2d_i8_requant",
+                        args=(("x", Buf(3)), ("zx", 0), ("w", Const(4)), ..., ("res", Buf(2)), ("has_res", True), ...))
 """
 
 from __future__ import annotations
@@ -414,22 +414,28 @@ class _Lowerer:
             fbias = self.const(np.zeros(oc, np.float32), f"{wname}.fbias")
             tail = [("scale", scale), ("fbias", fbias), ("res", res if res is not None else out),
                     ("has_res", res is not None), ("lo", float(bounds[0])), ("hi", float(bounds[1]))]
-        elif res is not None and not dequant:
-            qadd = next(o for o in parts.ops if o.name == "qv.qadd")
-            ty = parts.result_type
-            sr, zr = quant_of(res_val)
-            lo, hi = activation_bounds(qadd.attrs.get("act", "none"), ty.quant, ty.dtype)
-            desc = self._desc(a, depthwise, "requantize", True, parts.bounds)
-            mult = self.const(_requant_factors(a, requantize_multiplier(sx, sw_, s1)), f"{wname}.mult")
-            tail = [("mult", mult), ("z1", z1), ("lo1", lo1), ("hi1", hi1), ("s1", s1), ("res", res), ("zr", zr),
-                    ("sr", sr), ("sy", ty.quant.scale[0]), ("zy", ty.quant.zero_point[0]), ("lo", lo), ("hi", hi)]
         else:
-            # requantize; with an exact int8 -> fp32 boundary, into the anchor's int8 grid, dequantized after
-            desc = self._desc(a, depthwise, "requantize", False)
+            # requantize, then `qv.qadd` of a residual; or with an exact int8 -> fp32 boundary, into the
+            # anchor's int8 grid, dequantized after.  One entry point for both: without a residual the
+            # output is the anchor's grid and the residual parameters are unread placeholders of the
+            # same types (int zero points and bounds, float scales), so both calls share one compiled
+            # specialisation.
             mult = self.const(_requant_factors(a, requantize_multiplier(sx, sw_, s1)), f"{wname}.mult")
-            tail = [("mult", mult), ("zy", z1), ("lo", lo1), ("hi", hi1)]
-            if dequant:
-                target = self.new_buf(physical_shape(t1.shape), t1.dtype, f"{self.name(a.result)}.int8")
+            with_res = res is not None and not dequant
+            if with_res:
+                qadd = next(o for o in parts.ops if o.name == "qv.qadd")
+                ty = parts.result_type
+                sr, zr = quant_of(res_val)
+                lo, hi = activation_bounds(qadd.attrs.get("act", "none"), ty.quant, ty.dtype)
+                sy, zy = ty.quant.scale[0], ty.quant.zero_point[0]
+            else:
+                sr, zr, sy, zy, lo, hi = 1.0, 0, 1.0, z1, lo1, hi1
+                if dequant:
+                    target = self.new_buf(physical_shape(t1.shape), t1.dtype, f"{self.name(a.result)}.int8")
+            desc = self._desc(a, depthwise, "requantize", with_res, parts.bounds if with_res else (-_INF, _INF))
+            tail = [("mult", mult), ("z1", int(z1)), ("lo1", int(lo1)), ("hi1", int(hi1)), ("s1", float(s1)),
+                    ("res", res if with_res else target), ("has_res", with_res), ("zr", int(zr)), ("sr", float(sr)),
+                    ("sy", float(sy)), ("zy", int(zy)), ("lo", int(lo)), ("hi", int(hi))]
         entry = desc.entry_point()
         if desc.anchor == "gemm" and not entry.as_pixels:
             self.emit_desc(desc, [("a", x), ("za", zx)] + head[2:] + [("out", target)] + tail, target)

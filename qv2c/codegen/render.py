@@ -3,13 +3,13 @@
 The source is one flat function per way of running the program, so what runs is
 readable line by line (and shown by `CompiledModel.source`):
 
-    from qv2c.runtime.kernels.conv_i8 import conv2d_i8_add
+    from qv2c.runtime.kernels.conv_i8 import conv2d_i8_requant
     ...
     def run(b, c):
         # %r1 = qv.qconv+qv.qadd (conv1)
         #   int8 conv; epilogue: requantize (float scales) + residual, clamp [0, inf]; target avx2
         #   x=b[3] zx=0 w=c[0] bias=c[1] out=b[4] kh=3 kw=3 ... res=b[2] ... tgt=c[3]
-        conv2d_i8_add(b[3], 0, c[0], c[1], b[4], 3, 3, 1, 1, 1, 1, 1, 1, c[2], 0, 0, 255, 0.05, b[2], ..., c[3])
+        conv2d_i8_requant(b[3], 0, c[0], c[1], b[4], 3, 3, 1, 1, 1, 1, 1, 1, c[2], 0, 0, 255, 0.05, b[2], True, ..., c[3])
         ...
 
     def run_profiled(b, c, clock, times):     # the same calls, each followed by a timer read

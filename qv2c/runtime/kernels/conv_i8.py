@@ -43,7 +43,7 @@ from numba import njit, prange
 from qv2c.runtime.kernels.conv_task import conv_task
 from qv2c.runtime.kernels.convplan import ConvPlan, check_conv_args, make_plan, ntasks, plan_tap_offsets
 from qv2c.runtime.kernels.dispatch import tile_rows
-from qv2c.runtime.kernels.epilogue_kind import dequant_params, requant_add_params, requant_params
+from qv2c.runtime.kernels.epilogue_kind import dequant_params, requant_add_params, requant_any_params, requant_params
 from qv2c.runtime.kernels.i8_input import dot_width, effective_bias, packed_k, prepare_input
 from qv2c.runtime.kernels.tiling import PARALLEL_MIN_OPS
 
@@ -107,6 +107,16 @@ def conv2d_i8_add(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult, z1,
     """
     conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
                  requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res, tgt)
+
+
+@njit(cache=True)
+def conv2d_i8_requant(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult, z1, lo1, hi1, s1,
+                      res, has_res, zr, sr, sy, zy, lo, hi, tgt):
+    """`conv2d_i8_add` if `has_res`, else `conv2d_i8` into (z1, [lo1, hi1]) (the residual parameters then
+    unread): the one int8 -> int8 entry point compiled programs call, so a network's convs with and
+    without a residual, and its GEMMs run as 1x1 convs, share one compiled entry point."""
+    conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
+                 requant_any_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi, has_res), mult, mult, res, tgt)
 
 
 @njit(cache=True)

@@ -46,6 +46,7 @@ from qv2c.runtime.kernels.epilogue_kind import (
     f32_params,
     f32_quant_params,
     requant_add_params,
+    requant_any_params,
     requant_params,
     store_block,
 )
@@ -292,6 +293,14 @@ def depthwise_i8_add(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, z1, lo1,
     """Depthwise counterpart of `conv_i8.conv2d_i8_add` (requantize, then `qv.qadd` of an int8 residual)."""
     depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
                       requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res)
+
+
+@njit(cache=True)
+def depthwise_i8_requant(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, z1, lo1, hi1, s1, res, has_res, zr, sr, sy,
+                         zy, lo, hi):
+    """Depthwise counterpart of `conv_i8.conv2d_i8_requant` (`depthwise_i8_add` or `depthwise_i8` by `has_res`)."""
+    depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
+                      requant_any_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi, has_res), mult, mult, res)
 
 
 @njit(cache=True)

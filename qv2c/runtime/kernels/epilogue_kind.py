@@ -78,19 +78,19 @@ def f32_quant_params(has_res, lo, hi, q_scale, q_zp, q_lo, q_hi):
 @njit(cache=True, inline="always")
 def requant_params(zy, lo, hi):
     """The `Requant` parameters of an output with zero point zy and integer bounds [lo, hi], no residual."""
-    return _requant(zy, lo, hi, 1.0, 0, 1.0, 1.0, zy, lo, hi, False)
+    return requant_any_params(zy, lo, hi, 1.0, 0, 1.0, 1.0, zy, lo, hi, False)
 
 
 @njit(cache=True, inline="always")
 def requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi):
     """The `Requant` parameters with a residual (see the class comment)."""
-    return _requant(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi, True)
+    return requant_any_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi, True)
 
 
 @njit(cache=True, inline="always")
-def _requant(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi, has_res):
-    """`Requant` with every field of a fixed type, so drivers with and without a residual are one
-    specialisation."""
+def requant_any_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi, has_res):
+    """`Requant` with or without a residual, every field of a fixed type, so drivers with and without a
+    residual are one specialisation."""
     return Requant(np.float32(lo1 - z1), np.float32(hi1 - z1), np.int64(z1), float(lo1), float(hi1), np.int64(zr),
                    float(sr), float(s1), float(sy), np.int64(zy), float(lo), float(hi), bool(has_res))
 
