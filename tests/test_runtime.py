@@ -517,18 +517,6 @@ def test_binary_broadcasting(shape, data, op, const, seed):
     assert_close(got, want, 1e-6)
 
 
-def test_op_without_kernel_runs_its_reference():
-    """An op with no kernel (LRN) runs through the NumPy reference, in the program's layout."""
-    rng = np.random.default_rng(0)
-    m = Module("t")
-    b = Builder(m)
-    x = m.add_input(Value(TensorType((1, 6, 5, 4), "f32"), "x"))
-    m.outputs = [b.op("qv.relu", [b.op("qv.lrn", [b.op("qv.relu", [x])], size=3)])]
-    got, want, _ = run_both(m, rng)
-    assert_close(got, want)
-    assert "run_reference" in build_executable(m).source
-
-
 def test_profile_and_inputs_are_checked():
     rng = np.random.default_rng(0)
     m = one_op("qv.relu", [TensorType((2, 3, 4, 5), "f32")])

@@ -9,8 +9,8 @@ One pass over the top-level ops, in program order:
   int32 biases computed here, everything else a literal;
 - an elementwise `qv.fused` chain runs its body ops one by one;
 - every other op is lowered by `standalone.py` to a small kernel of
-  `qv2c/runtime/ops_*.py`, or, if none fits, runs its NumPy reference
-  (`runtime/fallback.py`).
+  `qv2c/runtime/ops_*.py`; if none fits, lowering fails naming the op (`fallback`),
+  unless the debugging backend (`runtime/fallback.py`) runs it through its reference.
 
 Layout (`layout.py`): every rank-4 activation is NHWC inside the program; model inputs
 are converted from NCHW once at the start, rank-4 outputs back at the end, and rank-4
@@ -456,11 +456,22 @@ class _Lowerer:
 
     # -- fallback ---------------------------------------------------------------------------
     def fallback(self, op: Op) -> None:
-        """Run `op` with its NumPy reference (no kernel fits); constants are bound in the callable."""
-        from qv2c.runtime.fallback import ReferenceOp  # here: runtime.fallback imports codegen.layout
+        """No kernel computes `op` in this case (what is left is listed in `standalone.py`): an
+        UnsupportedOpError naming the op, its ONNX node, its types and the ways out.  Only with the
+        debugging backend switched on (`runtime.fallback.ENV`) does the op run through its NumPy
+        reference inside the program instead, its constants bound in the callable."""
+        from qv2c.errors import UnsupportedOpError
+        from qv2c.runtime.fallback import ENV, ReferenceOp, reference_fallback_enabled
 
         if len(op.results) != 1:
-            raise NotImplementedError(f"{op.location}: ops with {len(op.results)} results have no kernel")
+            raise UnsupportedOpError(f"{op.location}: an op with {len(op.results)} results has no kernel; run the "
+                                     "model with backend='reference'")
+        if not reference_fallback_enabled():
+            types = ", ".join(str(v.type) for v in op.operands) + " -> " + ", ".join(str(r.type) for r in op.results)
+            raise UnsupportedOpError(f"{op.location} ({types}): no compiled kernel computes this case (the cases "
+                                     "without one are listed in qv2c/codegen/standalone.py); run the model with "
+                                     f"backend='reference', or set {ENV}=1 to run such ops through their NumPy "
+                                     "reference inside the compiled program (slow; for debugging)")
         fb = ReferenceOp(op, [self.resolve(v).data for v in op.operands])
         acts = [self.operand(v) for v in op.operands if not self.resolve(v).is_constant]
         out = self.result_buf(op)

@@ -1,10 +1,13 @@
-"""Run one IR op with the NumPy reference interpreter inside a compiled program.
+"""A debugging backend: run one IR op with the NumPy reference interpreter inside a compiled program.
 
-The code generator has a kernel for every op the evaluated CNNs use; an op it has no
-kernel for (LRN, a batched matmul, a standalone `qv.requantize` with "shift" requantization,
-a reflect pad...) still runs, through its reference function, so every module the
-interpreter accepts also compiles.  Such ops allocate and are slow; the profile shows
-them by name ("reference fallback").
+Every op the frontend imports, and every op the passes build from them, has a kernel
+(`codegen/standalone.py` lists the few cases left without one, and why), so a compiled
+model never calls this.  Lowering an op without a kernel is an error naming the op
+(`codegen/lower.py`, `_Lowerer.fallback`), unless the environment variable `ENV` is "1":
+then such ops run here, through their reference function, which is a way to run a module
+the kernels cannot (a conv whose weight is a run-time tensor) or to bisect a suspected
+kernel bug against the definition.  These calls allocate and are slow; the profile shows
+them as `run_reference`.
 
 Inside a program every rank-4 activation is NHWC; the reference works on the ONNX
 layout (NCHW), so operands are permuted on the way in and the result on the way out.
@@ -12,11 +15,21 @@ layout (NCHW), so operands are permuted on the way in and the result on the way 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from qv2c.ir.core import Op
 from qv2c.ir.reference import REFERENCE, load_all
 from qv2c.runtime.program import TO_NCHW, TO_NHWC
+
+#: set to "1" to let lowering send ops without a kernel here instead of failing
+ENV = "QV2C_REFERENCE_FALLBACK"
+
+
+def reference_fallback_enabled() -> bool:
+    """Whether the debugging backend is switched on (`ENV` is "1"); read when a module is lowered."""
+    return os.environ.get(ENV, "") == "1"
 
 
 def to_logical(a: np.ndarray) -> np.ndarray:
