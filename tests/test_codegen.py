@@ -109,7 +109,6 @@ def test_conv_groups_carry_a_typed_kernel_description(calibrated_net):
     """Every conv/GEMM call carries its KernelDesc (anchor, accumulation, epilogue as data, target), the
     entry point follows from it, and the generated program shows it and every argument by name."""
     p = lower(realized(calibrated_net), target=TARGETS["generic"])
-    descs = {k.function: k.desc for k in p.kernels if k.desc is not None}
     add = next(k.desc for k in p.kernels if k.desc is not None and k.desc.epilogue.residual)
     assert (add.anchor, add.accumulation, add.target) == ("conv", "int8", TARGETS["generic"])
     assert add.epilogue == Epilogue("requantize", True, add.epilogue.clamp, "float")

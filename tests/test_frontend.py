@@ -363,6 +363,16 @@ def test_pad_input_form_with_constant_value():
     assert_matches_onnxruntime(m)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+def test_pad_copying_modes_match_onnxruntime(mode):
+    m = model(f"""g (float[1,2,4,5] x) => (float y) {{
+        y = Pad <mode="{mode}"> (x, p)
+    }}""", p=np.array([0, 0, 1, 2, 0, 0, 3, 1], np.int64))
+    pad = the_op(qv2c.import_onnx(m), "qv.pad")
+    assert pad.attrs["mode"] == mode and pad.result.type.shape == (1, 2, 8, 8)
+    assert_matches_onnxruntime(m)
+
+
 def test_identity_and_dropout_vanish():
     m = model("""g (float[2,3] x) => (float y) {
         a = Identity (x)

@@ -217,11 +217,15 @@ def test_clip_bound_computed_at_run_time():
     raises(UnsupportedOpError, m, "Clip", "min input", "compile-time constant")
 
 
-def test_pad_modes_other_than_constant():
+def test_pad_reflect_past_its_axis_and_wrap_before_opset_19():
     m = model("""g (float[1,2,3,3] x) => (float y) {
         y = Pad <mode="reflect"> (x, p)
+    }""", p=np.array([0, 0, 3, 1, 0, 0, 1, 1], np.int64))
+    raises(UnsupportedOpError, m, "reflect pads", "smaller than its axis")
+    m = model("""g (float[1,2,3,3] x) => (float y) {
+        y = Pad <mode="wrap"> (x, p)
     }""", p=np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))
-    raises(UnsupportedOpError, m, "reflect")
+    raises(UnsupportedOpError, m, "'wrap'", "opset 19")
 
 
 def test_training_batchnorm():

@@ -207,8 +207,6 @@ def test_ir_case_compiles_to_kernels(case):
     np.testing.assert_array_equal(got["y"], want["y"])
 
 
-@pytest.mark.xfail(strict=True, reason="standalone._pad does not call _pad_by_index yet (the kernel and the call "
-                                       "are tested in test_kernels_no_fallback.py); drop this mark once it does")
 def test_reflect_pad_compiles_to_a_kernel():
     m = one_op("qv.pad", [TensorType((1, 3, 4, 4), "f32")], pads=[0, 0, 1, 2, 0, 0, 2, 1], mode="reflect")
     got, want, program = run_compiled(m, feeds_for(m))

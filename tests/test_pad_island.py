@@ -44,7 +44,7 @@ module @m {{
   const %w1 : f32[1,1,1,1] = [0.5]
   const %w2 : f32[1,1,3,3] = [1.0, 0.5, -1.0, 2.0, -0.25, -2.0, 1.0, 0.75, -1.5]
   %c1 = qv.conv(%x, %w1) {conv} : f32[1,1,4,4] loc("conv1")
-  %p = qv.pad(%c1) {{mode = "constant", pads = [0, 0, 1, 1, 0, 0, 1, 1], value = {value}}} : f32[1,1,6,6]
+  %p = qv.pad(%c1) {{mode = "{mode}", pads = [0, 0, 1, 1, 0, 0, 1, 1], value = {value}}} : f32[1,1,6,6]
   %c2 = qv.conv(%p, %w2) {conv} : f32[1,1,4,4] loc("conv2")
   output %c2
 }}
@@ -53,8 +53,8 @@ module @m {{
 RANGES = {"x": (-1.0, 0.9921875), "c1": (-1.0, 0.9921875), "p": (-1.0, 0.9921875), "c2": (-2.0, 1.984375)}
 
 
-def _realized_ops(value: str) -> list[tuple[str, str]]:
-    text = PAD_BETWEEN_INT8.format(value=value, conv="{dilations = [1, 1], group = 1, pads = [0, 0, 0, 0], strides = [1, 1]}")
+def _realized_ops(value: str, mode: str = "constant") -> list[tuple[str, str]]:
+    text = PAD_BETWEEN_INT8.format(value=value, mode=mode, conv="{dilations = [1, 1], group = 1, pads = [0, 0, 0, 0], strides = [1, 1]}")
     m = realize_quant(parse(text), {"conv1", "conv2"}, RANGES, QuantScheme()).module
     m.verify()
     return [(op.name, op.result.type.dtype) for op in m.ops]
@@ -63,6 +63,12 @@ def _realized_ops(value: str) -> list[tuple[str, str]]:
 def test_zero_pad_between_int8_layers_runs_on_the_codes():
     assert _realized_ops("0.0") == [("qv.quantize", "u8"), ("qv.qconv", "u8"), ("qv.pad", "u8"), ("qv.qconv", "u8"),
                                     ("qv.dequantize", "f32")]
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+def test_copying_pad_between_int8_layers_runs_on_the_codes(mode):
+    assert _realized_ops("0.0", mode) == [("qv.quantize", "u8"), ("qv.qconv", "u8"), ("qv.pad", "u8"),
+                                          ("qv.qconv", "u8"), ("qv.dequantize", "f32")]
 
 
 def test_nonzero_pad_between_int8_layers_stays_fp32():

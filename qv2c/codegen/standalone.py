@@ -206,9 +206,10 @@ def _pad(lw: _Lowerer, op: Op) -> bool:
     """Constant padding, filled with `value` (on a quantized tensor its code: the zero point for
     value 0, so an int8 pad stays int8).  A pad of the two spatial axes of an NHWC tensor (what
     `fold-pad` leaves, e.g. before a non-foldable reader) is one parallel pass of the conv
-    kernels' `pad_nhwc`, row by row; any other pad is a fill, then a strided copy of the kept box."""
+    kernels' `pad_nhwc`, row by row; any other pad is a fill, then a strided copy of the kept box.
+    The modes that copy input elements (reflect, edge, wrap) are `_pad_by_index`'s."""
     if op.attrs["mode"] != "constant":
-        return False
+        return _pad_by_index(lw, op)
     x_t, y_t = op.operands[0].type, op.result.type
     r = x_t.rank
     pads = op.attrs["pads"]

@@ -18,8 +18,9 @@ each original value, created lazily):
 - data-movement ops (max-pool, reshape, transpose, concat, ReLU/clip) run on integers
   whenever their inputs already are, keeping the input's scale; so does a constant pad
   with value 0 (real 0 is exactly the zero point, so the int8 pad fills with it and
-  the island is not cut by a dequantize/pad/quantize round trip); a pad with another
-  value (which would be rounded to the input's grid, or clipped by its range) stays fp32;
+  the island is not cut by a dequantize/pad/quantize round trip), and so does a reflect,
+  edge or wrap pad (it only copies elements); a constant pad with another value (which
+  would be rounded to the input's grid, or clipped by its range) stays fp32;
 - residual add, average pool and global average pool run in int8 when all their
   inputs already are;
 - every other op asks for fp32 versions (a `qv.dequantize` is inserted once per
@@ -289,9 +290,10 @@ class _Realizer:
 
 
 def _int_pad(op: Op, x: Value) -> bool:
-    """True for a pad that runs on the integer codes of `x` exactly: constant mode, value 0
-    (its code is the zero point), `x` quantized per tensor."""
-    return op.attrs["mode"] == "constant" and op.attrs["value"] == 0.0 and not x.type.quant.per_channel
+    """True for a pad that runs on the integer codes of `x` exactly, `x` quantized per tensor: constant
+    mode with value 0 (its code is the zero point), or a mode that copies elements (reflect, edge, wrap)."""
+    copies = op.attrs["mode"] in ("reflect", "edge", "wrap")
+    return (copies or op.attrs["value"] == 0.0) and not x.type.quant.per_channel
 
 
 def _activation_kind(op: Op) -> str:

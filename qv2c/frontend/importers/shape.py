@@ -104,10 +104,15 @@ def concat(ctx, node):
 
 @importer("Pad")
 def pad(ctx, node):
-    """Constant-mode padding; pads are an attribute before opset 11, constant inputs from 11 on."""
+    """Padding in the modes "constant", "reflect", "edge" and ("wrap", opset 19 on); pads are an attribute
+    before opset 11, constant inputs from 11 on.  A reflect pad must be narrower than its axis (the
+    reflection of a reflection is where NumPy and ONNX runtimes part ways)."""
     mode = node.attrs.get("mode", "constant")
-    if mode != "constant":
-        raise ctx.unsupported(f"mode {mode!r} is not supported; only 'constant' padding is")
+    if isinstance(mode, bytes):
+        mode = mode.decode()
+    if mode not in ("constant", "reflect", "edge", "wrap") or (mode == "wrap" and ctx.opset < 19):
+        raise ctx.unsupported(f"mode {mode!r} is not supported at opset {ctx.opset}; 'constant', 'reflect' and "
+                              "'edge' are (and 'wrap' from opset 19)")
     x = ctx.value(node.inputs[0])
     rank = x.type.rank
     if ctx.opset < 11:
@@ -122,7 +127,10 @@ def pad(ctx, node):
         raise ctx.shape_error(f"{len(pads)} pads for an input of rank {rank}; expected {2 * rank}")
     if min(pads) < 0:
         raise ctx.unsupported(f"negative pads {pads} (cropping) are not supported")
-    ctx.define(node.outputs[0], ctx.emit("qv.pad", [x], pads=[int(p) for p in pads], mode="constant", value=value))
+    if mode == "reflect" and any(max(pads[i], pads[i + rank]) >= d for i, d in enumerate(x.type.shape) if d):
+        raise ctx.unsupported(f"reflect pads {pads} reach past an axis of {list(x.type.shape)}; each must be "
+                              "smaller than its axis")
+    ctx.define(node.outputs[0], ctx.emit("qv.pad", [x], pads=[int(p) for p in pads], mode=mode, value=value))
 
 
 def _pads_for_axes(ctx, pads, axes, rank):
