@@ -139,9 +139,9 @@ def _compile_in_parallel(jobs: list[Job], workers: int) -> None:
 
 def _groups(jobs: list[Job]) -> list[list[Job]]:
     """Jobs that share a conv driver, in one group each, so that one process compiles them one after the
-    other: e.g. `conv2d_i8`, `conv2d_i8_add` and `gemm_i8` are thin entry points over the same
-    `conv_i8_core` specialisation, which the first compiles and the others then find in memory
-    (two processes would each compile it)."""
+    other: e.g. `conv2d_i8_requant`, `conv2d_i8` and `gemm_i8` are thin entry points over the same
+    `conv_i8_core` specialisations, which the first compiles and the others then find in memory
+    (two processes would each compile them)."""
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         groups.setdefault(_driver(job), []).append(job)

@@ -43,7 +43,7 @@ from numba import njit, prange
 from qv2c.runtime.kernels.conv_task import conv_task
 from qv2c.runtime.kernels.convplan import ConvPlan, check_conv_args, make_plan, ntasks, plan_tap_offsets
 from qv2c.runtime.kernels.dispatch import tile_rows
-from qv2c.runtime.kernels.epilogue_kind import dequant_params, requant_add_params, requant_any_params, requant_params
+from qv2c.runtime.kernels.epilogue_kind import dequant_params, requant_add_params, requant_params
 from qv2c.runtime.kernels.i8_input import dot_width, effective_bias, packed_k, prepare_input
 from qv2c.runtime.kernels.tiling import PARALLEL_MIN_OPS
 
@@ -54,7 +54,7 @@ def conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, ep, mult, 
 
     x: u8/i8 [N, H, W, C]; w: packed `pack_conv_i8(..., dot)`: int16 [G, panels, Kp/2, 16, 2] ("pairs")
     or int8 [G, panels, Kp/4 + 1, 16, 4] ("quads"); bias: int32[OC];
-    out: [N, OH, OW, OC], u8/i8 (`Requant`) or f32 (`Dequant`); `ep` one of the
+    out: [N, OH, OW, OC], u8/i8 (`Requant`, `RequantAdd`) or f32 (`Dequant`); `ep` one of the
     `epilogue_kind` tuples; `mult` is M[oc] (float32) or shifts (int32) when requantizing, the
     dequantization scale S[oc] for `Dequant`; `fbias` the fp32 bias of `Dequant`, `res` the residual;
     `tgt` the target marker whose micro-kernels run.
@@ -114,9 +114,15 @@ def conv2d_i8_requant(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult,
                       res, has_res, zr, sr, sy, zy, lo, hi, tgt):
     """`conv2d_i8_add` if `has_res`, else `conv2d_i8` into (z1, [lo1, hi1]) (the residual parameters then
     unread): the one int8 -> int8 entry point compiled programs call, so a network's convs with and
-    without a residual, and its GEMMs run as 1x1 convs, share one compiled entry point."""
-    conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
-                 requant_any_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi, has_res), mult, mult, res, tgt)
+    without a residual, and its GEMMs run as 1x1 convs, share one compiled entry point.  The two
+    epilogues are two driver specialisations under it: one driver holding both micro-kernels behind a
+    run-time branch ran its convs measurably slower (benchmarks/results/ab_compare.md)."""
+    if has_res:
+        conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
+                     requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res, tgt)
+    else:
+        conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, requant_params(z1, lo1, hi1), mult, mult,
+                     out, tgt)
 
 
 @njit(cache=True)

@@ -2,11 +2,14 @@
 chunk of 16-channel weight panels, each panel one call of the target's micro-kernel.
 
 The micro-kernel is inlined into this function and is most of its code, so it is inlined once:
-a full panel writes straight into `out`, and a partial last panel (OC not a multiple of 16) runs
+full panels write straight into `out`, and a partial last panel (OC not a multiple of 16) runs
 the same call on 16-channel scratch (`_EdgePanel`): its residual rows and per-channel parameters
 are copied in first, and the first `nc` channels of the result are copied out after.  (A second
 call site, or a raw accumulator kernel with a NumPy-level epilogue, would double the code LLVM
-has to optimise on every cold compile, for a panel that is at most one in each chunk.)
+has to optimise on every cold compile, for a panel that is at most one in each chunk.)  The
+arrays the call reads and writes are chosen once per phase (full panels, then the partial one),
+not per panel: choosing them per panel cost a few microseconds per conv call in reference counts
+(benchmarks/hot_spots.py).
 
 Epilogue (`ep`): one of the `epilogue_kind` tuples; fp32 drivers pass their bias as `mult` and
 `fbias`, which only the int8 epilogues read.
@@ -51,23 +54,29 @@ def conv_task(task, plan, ep, xpf, tapoff, wf, bias, mult, fbias, resf, outf, tg
     pix = np.empty(nblk, np.int64)
     pixel_offsets(p0, nrows, plan.oh, plan.ow, plan.sh, plan.sw, plan.hp, plan.wp, plan.cp, g * plan.icgp, pix)
     oc = plan.oc
-    edge = _edge_panel(0, outf, resf, bias, mult, fbias)
-    for pan in range(pan0, pan1):
-        c0 = g * plan.ocg + pan * PANEL
-        nc = min(PANEL, plan.ocg - pan * PANEL)
-        b_off = (g * plan.npan + pan) * plan.kpad * PANEL
-        dst, d_off, ld, res_src, ch_b, ch_m, ch_f, ch0 = outf, p0 * oc + c0, oc, resf, bias, mult, fbias, c0
-        if nc < PANEL:
-            if edge.out.size < nblk * PANEL:
-                edge = _edge_panel(nblk, outf, resf, bias, mult, fbias)
-            _copy_block(bias, c0, 0, edge.bias, 0, 0, 1, nc)
-            _copy_block(mult, c0, 0, edge.mult, 0, 0, 1, nc)
-            _copy_block(fbias, c0, 0, edge.fbias, 0, 0, 1, nc)
+    # full panels write `out` in place; a partial last panel (at most one per task) runs on scratch.
+    # One kernel call site for both, with the arrays chosen once per phase, not per panel.
+    nc_last = plan.ocg - (pan1 - 1) * PANEL
+    full_end = pan1 - 1 if nc_last < PANEL else pan1
+    for phase in range(2 if full_end < pan1 else 1):
+        if phase == 0:
+            first, last = pan0, full_end
+            dst, ld, res_src, ch_b, ch_m, ch_f = outf, oc, resf, bias, mult, fbias
+        else:
+            first, last = full_end, pan1
+            c0 = g * plan.ocg + full_end * PANEL
+            edge = _edge_panel(nblk, outf, resf, bias, mult, fbias)
+            _copy_block(bias, c0, 0, edge.bias, 0, 0, 1, nc_last)
+            _copy_block(mult, c0, 0, edge.mult, 0, 0, 1, nc_last)
+            _copy_block(fbias, c0, 0, edge.fbias, 0, 0, 1, nc_last)
             if ep.has_res:
-                _copy_block(resf, p0 * oc + c0, oc, edge.res, 0, PANEL, nrows, nc)
-            dst, d_off, ld, res_src, ch_b, ch_m, ch_f, ch0 = edge.out, 0, PANEL, edge.res, edge.bias, edge.mult, \
-                edge.fbias, 0
-        panel_kernel(tgt, ep, nrows, xpf, pix, tapoff, plan.ntaps, plan.kc, wf, b_off, dst, d_off, ld,
-                     ch_b, ch_m, ch_f, res_src, ch0)
-        if nc < PANEL:
-            _copy_block(edge.out, 0, PANEL, outf, p0 * oc + c0, oc, nrows, nc)
+                _copy_block(resf, p0 * oc + c0, oc, edge.res, 0, PANEL, nrows, nc_last)
+            dst, ld, res_src, ch_b, ch_m, ch_f = edge.out, PANEL, edge.res, edge.bias, edge.mult, edge.fbias
+        for pan in range(first, last):
+            c0 = g * plan.ocg + pan * PANEL
+            b_off = (g * plan.npan + pan) * plan.kpad * PANEL
+            d_off, ch0 = (p0 * oc + c0, c0) if phase == 0 else (0, 0)
+            panel_kernel(tgt, ep, nrows, xpf, pix, tapoff, plan.ntaps, plan.kc, wf, b_off, dst, d_off, ld,
+                         ch_b, ch_m, ch_f, res_src, ch0)
+        if phase == 1:
+            _copy_block(dst, 0, PANEL, outf, p0 * oc + g * plan.ocg + full_end * PANEL, oc, nrows, nc_last)

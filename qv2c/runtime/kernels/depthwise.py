@@ -46,7 +46,6 @@ from qv2c.runtime.kernels.epilogue_kind import (
     f32_params,
     f32_quant_params,
     requant_add_params,
-    requant_any_params,
     requant_params,
     store_block,
 )
@@ -173,11 +172,11 @@ def _row_f32(row, q, ep, xf, tapoff, wf, bias, resf, outf):
         o0 = (row * q.ow + q.xa) * c
         npx, ntaps, xstep = q.xb - q.xa, q.kh * q.kw, q.sw * c
         for c0 in range(0, q.c16, 16):
-            dw_kernel(ep, 2, npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c, outf, o0 + c0, c, bias, bias, bias,
-                      resf, c0)
+            dw_kernel(ep, 2, npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c, outf, o0 + c0, c, bias, bias,
+                      bias, resf, c0)
         if q.c8 > q.c16:
-            dw_kernel(ep, 1, npx, xf, x0 + q.c16, xstep, tapoff, ntaps, wf, q.c16, c, outf, o0 + q.c16, c, bias, bias,
-                      bias, resf, q.c16)
+            dw_kernel(ep, 1, npx, xf, x0 + q.c16, xstep, tapoff, ntaps, wf, q.c16, c, outf, o0 + q.c16, c, bias,
+                      bias, bias, resf, q.c16)
     acc = np.empty(c, np.float32)
     for xo in range(q.ow):
         ca = q.c8 if fast and q.xa <= xo < q.xb else 0
@@ -299,8 +298,11 @@ def depthwise_i8_add(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, z1, lo1,
 def depthwise_i8_requant(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, z1, lo1, hi1, s1, res, has_res, zr, sr, sy,
                          zy, lo, hi):
     """Depthwise counterpart of `conv_i8.conv2d_i8_requant` (`depthwise_i8_add` or `depthwise_i8` by `has_res`)."""
-    depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
-                      requant_any_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi, has_res), mult, mult, res)
+    if has_res:
+        depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
+                          requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res)
+    else:
+        depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, requant_params(z1, lo1, hi1), mult, mult, out)
 
 
 @njit(cache=True)

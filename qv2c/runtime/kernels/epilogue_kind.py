@@ -1,23 +1,19 @@
-"""The epilogues as types: each kernel specialisation compiles only the epilogues of its kind.
+"""The epilogues as types: each kernel specialisation compiles only the one it uses.
 
-A conv, depthwise conv or GEMM ends every accumulator block with one of four kinds of epilogue
+A conv, depthwise conv or GEMM ends every accumulator block with one of five epilogues
 (`epilogue.py` at NumPy level, `microkernel.py` in registers):
 
     F32Act       fp32: bias (+ residual), activation clamp      (`conv2d_f32`, `depthwise_f32`, `gemm_f32`)
     F32Quant     the same, then quantize into u8/i8             (`*_f32_quant`: an fp32 -> int8 boundary)
-    Requant      int8: requantize into u8/i8, or with `has_res` requantize and then `qv.qadd` an int8
-                 residual                                       (`conv2d_i8`, `*_i8_add`, `gemm_i8`)
+    Requant      int8: requantize into u8/i8                    (`conv2d_i8`, `depthwise_i8`, `gemm_i8`)
+    RequantAdd   requantize, then `qv.qadd` of an int8 residual (`*_i8_add`)
     Dequant      dequantize straight to fp32                    (`*_i8_dequant`: an int8 -> fp32 boundary)
 
 A driver receives its epilogue's scalar parameters as one of the named tuples below.  The
 tuple's class is part of its Numba type, and the functions here are `@overload`s that pick
 the micro-kernel and the NumPy-level store of that class while compiling.  So a driver
-specialisation holds the epilogues of one kind: a micro-kernel is kilobytes of vector code, and
-LLVM optimising epilogues a driver never runs is what cold compiles spend their time on.  The
-two int8 -> int8 epilogues are one kind because their drivers have the same argument types and
-nearly every network with residual adds needs both: one driver holding both kernels compiles
-much faster than two drivers holding one each (everything else in a driver is compiled again
-per specialisation).
+specialisation holds one epilogue: a micro-kernel is several kilobytes of vector code, and LLVM
+optimising epilogues a driver never runs is what cold compiles spent their time on.
 
 The per-channel arrays stay separate arguments, `mult` (or `scale`), `fbias` and `res`:
 arrays travel into `prange` bodies as plain arguments.  `mult` is either float32 M[c]
@@ -54,11 +50,11 @@ from qv2c.runtime.kernels.microkernel import (
 F32Act = namedtuple("F32Act", "lo32 hi32 has_res lo hi")
 #: F32Act, then q = clip(rint(y / q_scale) + q_zp, q_lo, q_hi) into u8/i8
 F32Quant = namedtuple("F32Quant", "lo32 hi32 has_res lo hi q_scale q_zp q_lo q_hi")
-#: without `has_res`: y = requantize(acc) + zy in [lo, hi] (`epilogue.store_requant`);
-#: with it: requantize into an intermediate grid (z1, [lo1, hi1], scale s1), then `qv.qadd` with the
-#: residual (zr, sr) into the output (sy, zy, [lo, hi]).  tlo/thi = lo1 - z1, hi1 - z1 as float32
-#: (the intermediate grid is the output's own without a residual)
-Requant = namedtuple("Requant", "tlo thi z1 lo1 hi1 zr sr s1 sy zy lo hi has_res")
+#: y = requantize(acc) + zy in [lo, hi]; tlo/thi = lo - zy, hi - zy as float32 (see `epilogue.store_requant`)
+Requant = namedtuple("Requant", "tlo thi zy lo hi has_res")
+#: requantize into an intermediate grid (z1, [lo1, hi1], scale s1), then `qv.qadd` with the residual
+#: (zr, sr) into the output (sy, zy, [lo, hi]); tlo/thi = lo1 - z1, hi1 - z1 as float32
+RequantAdd = namedtuple("RequantAdd", "tlo thi z1 lo1 hi1 zr sr s1 sy zy lo hi has_res")
 #: y = clamp(f32(acc) * scale + fbias (+ res), lo, hi) in fp32
 Dequant = namedtuple("Dequant", "lo hi has_res")
 
@@ -77,34 +73,27 @@ def f32_quant_params(has_res, lo, hi, q_scale, q_zp, q_lo, q_hi):
 
 @njit(cache=True, inline="always")
 def requant_params(zy, lo, hi):
-    """The `Requant` parameters of an output with zero point zy and integer bounds [lo, hi], no residual."""
-    return requant_any_params(zy, lo, hi, 1.0, 0, 1.0, 1.0, zy, lo, hi, False)
+    """The `Requant` parameters of an output with zero point zy and integer bounds [lo, hi]."""
+    return Requant(np.float32(lo - zy), np.float32(hi - zy), zy, float(lo), float(hi), False)
 
 
 @njit(cache=True, inline="always")
 def requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi):
-    """The `Requant` parameters with a residual (see the class comment)."""
-    return requant_any_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi, True)
-
-
-@njit(cache=True, inline="always")
-def requant_any_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi, has_res):
-    """`Requant` with or without a residual, every field of a fixed type, so drivers with and without a
-    residual are one specialisation."""
-    return Requant(np.float32(lo1 - z1), np.float32(hi1 - z1), np.int64(z1), float(lo1), float(hi1), np.int64(zr),
-                   float(sr), float(s1), float(sy), np.int64(zy), float(lo), float(hi), bool(has_res))
+    """The `RequantAdd` parameters (see the class comment)."""
+    return RequantAdd(np.float32(lo1 - z1), np.float32(hi1 - z1), z1, float(lo1), float(hi1), zr, sr, s1, sy, zy,
+                      float(lo), float(hi), True)
 
 
 @njit(cache=True, inline="always")
 def dequant_params(has_res, lo, hi):
     """The `Dequant` parameters: fp32 clamp [lo, hi], with or without a residual."""
-    return Dequant(float(lo), float(hi), bool(has_res))
+    return Dequant(float(lo), float(hi), has_res)
 
 
 def _kind(ep) -> type:
     """The epilogue class of a Numba named-tuple type."""
     cls = getattr(ep, "instance_class", None)
-    if cls not in (F32Act, F32Quant, Requant, Dequant):
+    if cls not in (F32Act, F32Quant, Requant, RequantAdd, Dequant):
         raise TypeError(f"not an epilogue: {ep}")
     return cls
 
@@ -146,13 +135,15 @@ def _panel_kernel(tgt, ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, 
     if kind is Requant:
         def requant(tgt, ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf,
                     c0):
-            if ep.has_res:
-                int8_requant_add(tgt, nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult,
-                                 c0, ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
-            else:
-                int8_requant(tgt, nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, c0,
-                             ep.tlo, ep.thi, ep.zy)
+            int8_requant(tgt, nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, c0,
+                         ep.tlo, ep.thi, ep.zy)
         return requant
+    if kind is RequantAdd:
+        def requant_add(tgt, ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias,
+                        resf, c0):
+            int8_requant_add(tgt, nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, c0,
+                             ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
+        return requant_add
 
     def dequant(tgt, ep, nrows, xpf, pix, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, resf, c0):
         int8_dequant(tgt, nrows, xpf, pix, 0, tapoff, ntaps, kc, wf, b_off, outf, o_off, ldo, bias, mult, fbias, c0,
@@ -174,12 +165,13 @@ def _store_block(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias
         return act_quant
     if kind is Requant:
         def requant(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf):
-            if ep.has_res:
-                store_requant_add(acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, ep.z1, ep.lo1, ep.hi1,
-                                  resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
-            else:
-                store_requant(acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, ep.zy, ep.lo, ep.hi)
+            store_requant(acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, ep.zy, ep.lo, ep.hi)
         return requant
+    if kind is RequantAdd:
+        def requant_add(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf):
+            store_requant_add(acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, ep.z1, ep.lo1, ep.hi1,
+                              resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
+        return requant_add
 
     def dequant(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf):
         store_dequant(acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias, resf, ep.has_res, ep.lo, ep.hi)
@@ -211,17 +203,20 @@ def _dw_kernel(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep,
         return act_quant
     if kind is Requant:
         mk = dw_i8_requant_16 if wide else dw_i8_requant_8
-        mk_add = dw_i8_requant_add_16 if wide else dw_i8_requant_add_8
 
         def requant(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult,
                     fbias, resf, c0):
-            if ep.has_res:
-                mk_add(npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, c0,
-                       ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
-            else:
-                mk(npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, c0,
-                   ep.tlo, ep.thi, ep.zy)
+            mk(npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, c0,
+               ep.tlo, ep.thi, ep.zy)
         return requant
+    if kind is RequantAdd:
+        mk_add = dw_i8_requant_add_16 if wide else dw_i8_requant_add_8
+
+        def requant_add(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias,
+                        mult, fbias, resf, c0):
+            mk_add(npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, c0,
+                   ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
+        return requant_add
     mk_dq = dw_i8_dequant_16 if wide else dw_i8_dequant_8
 
     def dequant(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult,

@@ -4,7 +4,8 @@ An FC layer out[M, N] = a[M, K] @ w[N, K]^T + bias is a 1x1 convolution of an
 [M, 1, 1, K] NHWC tensor, so these entry points reshape (free views) and call the
 convolution drivers (`conv_f32_core`, `conv_i8_core`, called directly: every Numba layer
 between an entry point and the micro-kernels is one more full LLVM pass over all of them on a
-cold compile): the same register-blocked micro-kernels, the same epilogues, and the same task split.  For batch 1 (M = 1) the split is over the
+cold compile): the same register-blocked micro-kernels, the same epilogues, and the same task
+split.  For batch 1 (M = 1) the split is over the
 N / 16 weight panels (`tiling.plan_tiles` gives one pixel tile and many panel chunks),
 and the single-row micro-kernel keeps 4 partial sums per accumulator so the FMA
 latency is hidden; the layer is then bound by streaming the weights once.
