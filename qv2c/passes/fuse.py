@@ -18,16 +18,16 @@ before any code exists. The groups are exactly what the hand-written kernels in
 Groups ([...] = optional step; kernel entry points and epilogues in brackets):
 
     fp32:  qv.conv | qv.gemm  [qv.add]  [qv.relu | qv.clip]  [qv.quantize]
-           [conv2d_f32(_quant), depthwise_f32(_quant), gemm_f32: store_f32 / store_f32_quant]
+           [conv2d_f32(_quant), depthwise_f32(_quant): store_f32 / store_f32_quant]
     int8:  qv.qconv | qv.qgemm  [qv.qadd]
-           [conv2d_i8(_add), depthwise_i8(_add), gemm_i8: store_requant / store_requant_add]
+           [conv2d_i8_requant, depthwise_i8_requant: store_requant / store_requant_add]
     int8:  qv.qconv | qv.qgemm  qv.dequantize  [qv.add]  [qv.relu | qv.clip]
-           [conv2d_i8_dequant, depthwise_i8_dequant, gemm_i8_dequant: store_dequant]
+           [conv2d_i8_dequant, depthwise_i8_dequant: store_dequant]
     elementwise chain of >= 2 of qv.relu, qv.clip, qv.sigmoid, qv.quantize, qv.dequantize,
            qv.requantize, qv.qclip on one tensor, not absorbed by an anchor (generated code)
 
-`gemm.py` has no entry point for gemm + quantize or qgemm + qadd; both run through
-`conv2d_f32_quant` / `conv2d_i8_add` on the [M, 1, 1, K] view `gemm.py` itself uses.
+A gemm group runs through the conv entry points on the [M, 1, 1, K] view `gemm.py` itself uses
+(`codegen/kernel_desc.py`).
 
 Rules, and the kernel fact behind each:
 - Anchors are the ops whose weights the kernels pack at compile time: an fp32 conv or

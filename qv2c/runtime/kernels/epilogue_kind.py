@@ -5,8 +5,8 @@ A conv, depthwise conv or GEMM ends every accumulator block with one of five epi
 
     F32Act       fp32: bias (+ residual), activation clamp      (`conv2d_f32`, `depthwise_f32`, `gemm_f32`)
     F32Quant     the same, then quantize into u8/i8             (`*_f32_quant`: an fp32 -> int8 boundary)
-    Requant      int8: requantize into u8/i8                    (`conv2d_i8`, `depthwise_i8`, `gemm_i8`)
-    RequantAdd   requantize, then `qv.qadd` of an int8 residual (`*_i8_add`)
+    Requant      int8: requantize into u8/i8                    (`*_i8_requant`, `conv2d_i8`, `gemm_i8`)
+    RequantAdd   requantize, then `qv.qadd` of an int8 residual (`*_i8_requant` with `has_res`, `*_i8_add`)
     Dequant      dequantize straight to fp32                    (`*_i8_dequant`: an int8 -> fp32 boundary)
 
 A driver receives its epilogue's scalar parameters as one of the named tuples below.  The
