@@ -71,6 +71,18 @@ def test_copying_pad_between_int8_layers_runs_on_the_codes(mode):
                                           ("qv.qconv", "u8"), ("qv.dequantize", "f32")]
 
 
+@pytest.mark.parametrize(("value", "reaches"), [("0.0", True), ("0.3", False)])
+def test_referred_sensitivity_sees_the_grid_through_an_int8_pad(value, reaches):
+    """conv1's rounding stays when conv2 reads it through an int8 pad (the same grid), not when the pad
+    runs fp32 between a dequantize and a quantize of its own."""
+    from qv2c.passes.sensitivity.referred import _reaches_int8_layer
+
+    text = PAD_BETWEEN_INT8.format(value=value, mode="constant",
+                                   conv="{dilations = [1, 1], group = 1, pads = [0, 0, 0, 0], strides = [1, 1]}")
+    realized = realize_quant(parse(text), {"conv1", "conv2"}, RANGES, QuantScheme())
+    assert _reaches_int8_layer(realized.layer_outputs["conv1"][1]) is reaches
+
+
 def test_nonzero_pad_between_int8_layers_stays_fp32():
     """0.3 is not on the grid (2^-7): the int8 pad would round it."""
     assert _realized_ops("0.3") == [("qv.quantize", "u8"), ("qv.qconv", "u8"), ("qv.dequantize", "f32"),

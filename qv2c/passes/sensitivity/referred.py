@@ -155,8 +155,9 @@ def _boundary_rounding(op, realized, name: str, passing: np.ndarray) -> float:
 
 
 #: integer ops that keep their input's grid: a value passed through them is still rounded on
-#: that grid when an int8 layer reads it, whether or not its producer is int8
-SAME_GRID = (*_INT_PASSTHROUGH, "qv.qclip", "qv.concat")
+#: that grid when an int8 layer reads it, whether or not its producer is int8 (a pad that reads an
+#: int8 value runs on its codes: `realize_quant._int_pad`)
+SAME_GRID = (*_INT_PASSTHROUGH, "qv.qclip", "qv.concat", "qv.pad")
 
 
 def _reaches_int8_layer(value) -> bool:
