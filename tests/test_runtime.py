@@ -517,6 +517,22 @@ def test_binary_broadcasting(shape, data, op, const, seed):
     assert_close(got, want, 1e-6)
 
 
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_division_by_zero_gives_inf_and_nan_as_the_reference(broadcast):
+    """x / 0 is +-inf, 0 / 0 is nan (IEEE, as NumPy and onnxruntime), not an exception from the kernel."""
+    m = Module("t")
+    x = m.add_input(Value(TensorType((1, 2, 2, 3), "f32"), "x"))
+    zeros = np.zeros((1, 1, 1, 3) if broadcast else (1, 2, 2, 3), np.float32)
+    m.outputs = [Builder(m).op("qv.div", [x, m.add_constant(zeros, "z")])]
+    feeds = {"x": np.array([1.0, -2.0, 0.0] * 4, np.float32).reshape(1, 2, 2, 3)}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = interpret(m, feeds)
+    (name,) = want
+    got = build_executable(m).run(feeds)[name]
+    np.testing.assert_array_equal(got, want[name])
+    assert np.isposinf(got[..., 0]).all() and np.isneginf(got[..., 1]).all() and np.isnan(got[..., 2]).all()
+
+
 def test_profile_and_inputs_are_checked():
     rng = np.random.default_rng(0)
     m = one_op("qv.relu", [TensorType((2, 3, 4, 5), "f32")])

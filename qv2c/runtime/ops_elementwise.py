@@ -54,7 +54,7 @@ def sigmoid_flat(x, out):
         out[i] = one / (one + e) if v >= 0 else e / (one + e)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _apply(op, a, b):
     if op == ADD:
         return a + b
@@ -65,9 +65,10 @@ def _apply(op, a, b):
     return a / b
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def binary_flat(a, b, out, op):
-    """out = a (op) b for same-shape flat fp32 views; op is ADD, SUB, MUL or DIV."""
+    """out = a (op) b for same-shape flat fp32 views; op is ADD, SUB, MUL or DIV (x / 0 is inf or nan, as in
+    NumPy and the reference: `error_model="numpy"`; Numba's default raises ZeroDivisionError)."""
     if op == ADD:
         for i in range(out.size):
             out[i] = a[i] + b[i]
@@ -82,7 +83,7 @@ def binary_flat(a, b, out, op):
             out[i] = a[i] / b[i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def binary_bcast4(a, b, out, op):
     """out[i,j,k,l] = a[...] (op) b[...] with NumPy broadcasting of size-1 axes (4-D views, any strides)."""
     n0, n1, n2, n3 = out.shape
