@@ -1,9 +1,10 @@
 """`canonicalize`: the standard clean-up every freshly imported model goes through.
 
-    CANONICALIZE = ["fold-constants", "fold-batchnorm", "drop-identity", "fold-pad", "dce"]
+    CANONICALIZE = ["fold-constants", "matmul-to-gemm", "fold-batchnorm", "drop-identity", "fold-pad", "dce"]
 
 Constants are folded first so batch-norm parameters and weights computed in the
-graph are constants by the time `fold-batchnorm` looks for them; identities are
+graph are constants by the time `matmul-to-gemm` and `fold-batchnorm` look for them
+(a dense layer exported as MatMul is a gemm before a batch norm after it is folded); identities are
 dropped after it because decomposed batch norms may be `* 1 + 0`; `fold-pad` comes
 after both, so an identity standing between a pad and its conv is gone and a pad of
 a constant has been folded into the constant; `dce` removes what all of them left
@@ -23,7 +24,7 @@ from __future__ import annotations
 from qv2c.ir.core import Module
 from qv2c.passes.registry import get_pass, register_pass
 
-CANONICALIZE = ["fold-constants", "fold-batchnorm", "drop-identity", "fold-pad", "dce"]
+CANONICALIZE = ["fold-constants", "matmul-to-gemm", "fold-batchnorm", "drop-identity", "fold-pad", "dce"]
 
 
 @register_pass("canonicalize")
