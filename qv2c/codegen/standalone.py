@@ -466,8 +466,8 @@ def _batchnorm(lw: _Lowerer, op: Op) -> bool:
 def _matmul(lw: _Lowerer, op: Op) -> bool:
     """Any fp32 matmul (batched, broadcast, 1-D operands, a constant or a run-time B) as the strided kernel.
 
-    A matrix times a constant 2-D weight is an FC layer; as a `qv.gemm` it would run the packed kernels
-    and could be int8, which is for a canonicalization to do, not for this fallback-free path."""
+    A 2-D matrix times a constant 2-D weight (an FC layer) does not get here: canonicalize rewrites it as
+    a `qv.gemm` (`passes/matmul_to_gemm.py`), which runs the packed kernels and can be int8."""
     if op.result.type.dtype != "f32" or any(v.type.quant is not None for v in op.operands):
         return False
     return _matmul_strided(lw, op, *op.operands)

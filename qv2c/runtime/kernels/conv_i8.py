@@ -115,8 +115,9 @@ def conv2d_i8_requant(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw, mult,
     """`conv2d_i8_add` if `has_res`, else `conv2d_i8` into (z1, [lo1, hi1]) (the residual parameters then
     unread): the one int8 -> int8 entry point compiled programs call, so a network's convs with and
     without a residual, and its GEMMs run as 1x1 convs, share one compiled entry point.  The two
-    epilogues are two driver specialisations under it: one driver holding both micro-kernels behind a
-    run-time branch ran its convs measurably slower (benchmarks/results/ab_compare.md)."""
+    epilogues are two driver specialisations under it, so each driver's task holds one micro-kernel
+    (one driver holding both behind a run-time branch compiles faster, but looked slower in the A/B
+    runs of benchmarks/results/ab_compare.md; the evidence is within that machine's noise)."""
     if has_res:
         conv_i8_core(x, zx, w, bias, out, kh, kw, sh, sw, pt, pl, dh, dw,
                      requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res, tgt)
