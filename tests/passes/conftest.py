@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-import qv2c.passes.sensitivity.quantunev2 as quantunev2
-import qv2c.passes.sensitivity.referred as referred
-import qv2c.passes.sensitivity.runs as runs
-from qv2c.ir.interpreter import evaluate
+from qv2c.passes.evaluator import ReferenceEvaluator
+
+
+class CountingEvaluator(ReferenceEvaluator):
+    """The reference evaluator, recording the module of every run (one batch each)."""
+
+    def __init__(self):
+        self.modules = []
+
+    def run(self, module, *args):
+        self.modules.append(module)
+        super().run(module, *args)
 
 
 @pytest.fixture
-def count_evaluations(monkeypatch):
-    """Wrap `evaluate` where the sensitivity code calls it; returns the list of modules run."""
-    calls = []
-
-    def counting(module, *args, **kwargs):
-        calls.append(module)
-        return evaluate(module, *args, **kwargs)
-
-    for where in (quantunev2, referred, runs):
-        monkeypatch.setattr(where, "evaluate", counting)
-    return calls
+def count_evaluations():
+    """An evaluator to put in a `SensitivityContext`; `.modules` lists the modules it ran."""
+    return CountingEvaluator()

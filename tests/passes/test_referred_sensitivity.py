@@ -23,8 +23,9 @@ METRICS = {"weight_sqnr_db", "weight_mse", "referred_sqnr_db", "removable_noise"
 
 
 def test_referred_runs_the_fp32_and_the_all_int8_model_once_per_batch(count_evaluations):
-    calls = count_evaluations
+    calls = count_evaluations.modules
     ctx = context(count=5, batch=2)  # 3 batches, the last one padded
+    ctx.evaluator = count_evaluations
     ranking = rank_layers("quantunev2-referred", ctx)
     assert ranking.inferences == 2
     assert len(calls) == 6

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from quant_models import LAYERS, images, small_cnn
 
-import qv2c.passes.sensitivity.quantunev2 as quantunev2
 from qv2c.api import load_canonical
 from qv2c.errors import ConfigError
 from qv2c.ir import Builder, Module, TensorType, Value
@@ -36,32 +35,30 @@ def context(count: int = 6, batch: int = 2, skewed: str | None = None, granulari
 # -- QuantuneV2 ---------------------------------------------------------------------------
 def test_quantunev2_global_runs_two_inferences_per_batch(count_evaluations):
     ctx = context(count=5, batch=2)  # 3 batches, the last one padded
+    ctx.evaluator = count_evaluations
     ranking = rank_layers("quantunev2-global", ctx)
     assert ranking.inferences == 2
-    assert len(count_evaluations) == 2 * 3
-    fp32_runs = [m for m in count_evaluations if m is ctx.module]
-    assert len(fp32_runs) == 3  # one fp32 and one int8 run per batch
-    assert len({id(m) for m in count_evaluations if m is not ctx.module}) == 1  # one int8 module, built once
+    runs = count_evaluations.modules
+    assert len(runs) == 2 * 3
+    assert [m is ctx.module for m in runs] == [True, False] * 3  # one fp32 and one int8 run per batch
+    assert len({id(m) for m in runs if m is not ctx.module}) == 1  # one int8 module, built once
 
 
-def test_quantunev2_runs_fp32_once_and_each_int8_layer_once_per_batch(count_evaluations, monkeypatch):
+def test_quantunev2_runs_fp32_once_and_each_int8_layer_once_per_batch(count_evaluations):
     """The default (local) variant's second pass runs every int8 layer once per batch on the fp32
     run's input: the work of one int8 inference, without chaining the layers."""
-    isolated = []
-    real = quantunev2._isolated_int8_output
-
-    def counting(op, int_input, x):
-        isolated.append(op)
-        return real(op, int_input, x)
-
-    monkeypatch.setattr(quantunev2, "_isolated_int8_output", counting)
     ctx = context(count=5, batch=2)
+    ctx.evaluator = count_evaluations
     ranking = rank_layers("quantunev2", ctx)
     assert ranking.inferences == 2
-    assert len(count_evaluations) == 3 and all(m is ctx.module for m in count_evaluations)
-    layers = len(ranking.records)
-    assert len(isolated) == 3 * layers
-    assert len({id(op) for op in isolated}) == layers
+    runs = count_evaluations.modules
+    assert [m is ctx.module for m in runs] == [True, False] * 3
+    (isolated,) = {id(m): m for m in runs if m is not ctx.module}.values()  # built once
+    int8_ops = [op.name for op in isolated.ops if op.name != "qv.quantize"]
+    assert sorted(int8_ops) == sorted(r.op.replace("qv.", "qv.q") for r in ranking.records)
+    assert len(isolated.outputs) == len(ranking.records) == len(LAYERS)
+    # each layer reads its fp32 input quantized, never another layer's int8 output
+    assert all(op.operands[0].owner.name == "qv.quantize" for op in isolated.ops if op.name != "qv.quantize")
 
 
 def test_quantunev2_records_every_metric_and_orders_by_score():
@@ -108,9 +105,10 @@ def test_quantunev2_with_an_input_name_that_prints_differently():
 @pytest.mark.parametrize("method", ["leave-one-out", "output-sqnr"])
 def test_per_layer_baselines_run_n_plus_one_inferences(method, count_evaluations):
     ctx = context(count=4, batch=2)  # 2 batches
+    ctx.evaluator = count_evaluations
     ranking = rank_layers(method, ctx)
     assert ranking.inferences == len(LAYERS) + 1
-    assert len(count_evaluations) == (len(LAYERS) + 1) * 2
+    assert len(count_evaluations.modules) == (len(LAYERS) + 1) * 2
     scores = [r.score for r in ranking.records]
     assert scores == sorted(scores, reverse=True) and sorted(ranking.top(4)) == sorted(LAYERS)
 
@@ -122,8 +120,10 @@ def test_leave_one_out_credits_the_layer_whose_return_to_fp32_helps_most():
 
 
 def test_weight_sqnr_needs_no_inference(count_evaluations):
-    ranking = rank_layers("weight-sqnr", context())
-    assert ranking.inferences == 0 and count_evaluations == []
+    ctx = context()
+    ctx.evaluator = count_evaluations
+    ranking = rank_layers("weight-sqnr", ctx)
+    assert ranking.inferences == 0 and count_evaluations.modules == []
     sqnr = [r.metrics["weight_sqnr_db"] for r in ranking.records]
     assert sqnr == sorted(sqnr)  # lowest weight SQNR first
 
@@ -146,9 +146,11 @@ def chain_context(layers: int) -> SensitivityContext:
     (5, ["l0", "l4", "l1", "l3", "l2"]),
 ])
 def test_first_last_order(n, order, count_evaluations):
-    ranking = rank_layers("first-last", chain_context(n))
+    ctx = chain_context(n)
+    ctx.evaluator = count_evaluations
+    ranking = rank_layers("first-last", ctx)
     assert ranking.top(n) == order
-    assert ranking.inferences == 0 and count_evaluations == []
+    assert ranking.inferences == 0 and count_evaluations.modules == []
 
 
 def test_random_order_is_seeded_and_deterministic():

@@ -49,9 +49,10 @@ import time
 import numpy as np
 
 from qv2c.ir import quant_math
-from qv2c.ir.interpreter import evaluate
+from qv2c.ir.builder import Builder
+from qv2c.ir.core import Module, Value
 from qv2c.ir.printer import value_names
-from qv2c.ir.reference import REFERENCE, load_all
+from qv2c.ir.types import TensorType
 from qv2c.passes.layers import layer_macs, layer_name, quantizable_layers
 from qv2c.passes.realize_quant import Realized, _layer_weights, realize_quant
 from qv2c.passes.sensitivity.metrics import ErrorStats, normalise, weight_error
@@ -70,7 +71,6 @@ WEIGHTS = {
 def all_int8(ctx: SensitivityContext) -> tuple[list, list[str], Realized, dict[str, dict[str, float]]]:
     """What every two-inference variant starts from: the layers, their names, the all-int8
     model and each layer's weight metrics (which need no inference)."""
-    load_all()
     layers = quantizable_layers(ctx.module)
     names = [layer_name(op) for op in layers]
     realized = realize_quant(ctx.module, set(names), ctx.ranges, ctx.scheme)
@@ -81,42 +81,36 @@ def rank_quantunev2(ctx: SensitivityContext, variant: str = "local") -> Ranking:
     start = time.perf_counter()
     layers, names, realized, metrics = all_int8(ctx)
 
+    # keyed by printed name, as `realized` names the fp32 values: an input called "input:0"
+    # prints as "input_0", so its ONNX name would never be found
     fp32_names = value_names(ctx.module)
     wanted_f32 = {realized.layer_outputs[n][0] for n in names} | {realized.layer_inputs[n][0] for n in names}
-    wanted_int = {id(realized.layer_outputs[n][1]) for n in names} | {id(realized.layer_inputs[n][1]) for n in names}
+    f32_taps = [v for v in top_level_values(ctx.module) if fp32_names[id(v)] in wanted_f32]
+    if variant == "local":  # inference 2, layer by layer on the fp32 run's inputs
+        int8_module, int_out = isolated_layers(realized, names)
+        int_in: dict[str, Value] = {}  # a layer's int8 input is its fp32 input quantized, computed below
+    else:  # inference 2: the chained all-int8 model
+        int8_module = realized.module
+        int_out = {n: realized.layer_outputs[n][1] for n in names}
+        int_in = {n: realized.layer_inputs[n][1] for n in names}
+    int_taps = list({id(v): v for v in (*int_in.values(), *int_out.values())}.values())
     out_stats = {n: ErrorStats() for n in names}
     in_stats = {n: ErrorStats() for n in names}
     for inputs, valid in ctx.data.batches(ctx.batch):
-        # keyed by printed name like everything in `wanted_f32`: an input called "input:0"
-        # prints as "input_0", so its ONNX name would never be found
-        ref = {fp32_names[id(v)]: inputs[v.name][:valid] for v in ctx.module.inputs if fp32_names[id(v)] in wanted_f32}
-
-        def keep_ref(v, a, valid=valid, ref=ref):
-            if fp32_names[id(v)] in wanted_f32:
-                ref[fp32_names[id(v)]] = a[:valid]
-
-        got = {}
-
-        def keep_int(v, a, valid=valid, got=got):
-            if id(v) in wanted_int:
-                got[id(v)] = as_float(v, a[:valid])
-
-        evaluate(ctx.module, inputs, observe=keep_ref, free_dead=True)  # inference 1: fp32
-        if variant == "local":  # inference 2, layer by layer on the fp32 run's inputs
-            for n in names:
-                in_name, in_val = realized.layer_inputs[n]
-                out_name, out_val = realized.layer_outputs[n]
-                isolated = _isolated_int8_output(out_val.owner, in_val, ref[in_name])
-                out_stats[n].update(ref[out_name], isolated)
-                in_stats[n].update(ref[in_name], as_float(in_val, quant_math.quantize(ref[in_name], in_val.type.quant,
-                                                                                       in_val.type.dtype)))
-            continue
-        evaluate(realized.module, inputs, observe=keep_int, free_dead=True)  # inference 2: the all-int8 model
+        ref: dict[str, np.ndarray] = {}
+        got: dict[int, np.ndarray] = {}
+        ctx.evaluator.run(ctx.module, inputs, f32_taps, lambda v, a, ref=ref: ref.__setitem__(fp32_names[id(v)], a))
+        feeds = inputs if int8_module is realized.module else {v.name: ref[v.name] for v in int8_module.inputs}
+        ctx.evaluator.run(int8_module, feeds, int_taps, lambda v, a, got=got, valid=valid: got.__setitem__(
+            id(v), as_float(v, a[:valid])))
         for n in names:
-            out_name, out_val = realized.layer_outputs[n]
             in_name, in_val = realized.layer_inputs[n]
-            out_stats[n].update(ref[out_name], got[id(out_val)])
-            in_stats[n].update(ref[in_name], got[id(in_val)])
+            out_name, _ = realized.layer_outputs[n]
+            x = ref[in_name][:valid]
+            out_stats[n].update(ref[out_name][:valid], got[id(int_out[n])])
+            xq = got[id(int_in[n])] if n in int_in else as_float(
+                in_val, quant_math.quantize(x, in_val.type.quant, in_val.type.dtype))
+            in_stats[n].update(x, xq)
 
     for n in names:
         metrics[n].update(
@@ -132,13 +126,37 @@ def rank_quantunev2(ctx: SensitivityContext, variant: str = "local") -> Ranking:
                    time.perf_counter() - start)
 
 
-def _isolated_int8_output(op, int_input, x: np.ndarray) -> np.ndarray:
-    """The int8 layer `op` run on its fp32 input `x` (quantized to `int_input`'s type),
-    dequantized: the layer's own quantization error, none inherited from earlier layers."""
-    xq = quant_math.quantize(x, int_input.type.quant, int_input.type.dtype)
-    consts = [v.data for v in op.operands[1:]]
-    (y,) = REFERENCE[op.name](op, xq, *consts)
-    return as_float(op.result, y)
+def top_level_values(module: Module) -> list[Value]:
+    """The inputs and every top-level op result of `module`, in program order."""
+    return [*module.inputs, *(r for op in module.ops for r in op.results)]
+
+
+def isolated_layers(realized: Realized, names: list[str]) -> tuple[Module, dict[str, Value]]:
+    """Every int8 layer of `realized` on its own, reading its fp32 input quantized: the layer's
+    own quantization error, none inherited from earlier layers. Returns the module (its inputs
+    are the layers' fp32 inputs, named by their printed names in the fp32 module) and each
+    layer's int8 output in it. One run of it is the work of one int8 inference.
+
+        input %x : f32[..]
+        %x_q = qv.quantize(%x) : u8[..]{..}          # once per distinct input
+        %y = qv.qconv(%x_q, %w, %b) {act = "relu"}  # the realized layer's attrs and constants
+        output %y, ...
+    """
+    module = Module(f"{realized.module.name}_isolated")
+    b = Builder(module)
+    quantized: dict[str, Value] = {}
+    outputs: dict[str, Value] = {}
+    for n in names:
+        in_name, in_val = realized.layer_inputs[n]
+        layer = realized.layer_outputs[n][1].owner
+        if in_name not in quantized:
+            x = module.add_input(Value(TensorType(in_val.type.shape, "f32"), in_name))
+            quantized[in_name] = b.create("qv.quantize", [x], result_types=[in_val.type]).result
+        consts = [module.add_constant(c.data, c.name, c.type) for c in layer.operands[1:]]
+        outputs[n] = b.create(layer.name, [quantized[in_name], *consts], result_types=[layer.result.type],
+                              meta=layer.meta, **layer.attrs).result
+    module.outputs = list(outputs.values())
+    return module, outputs
 
 
 def _weight_metrics(op, ctx: SensitivityContext) -> dict[str, float]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from qv2c.ir.core import Module
 from qv2c.passes.calibrate import Ranges
 from qv2c.passes.calibration_data import CalibrationSet
+from qv2c.passes.evaluator import Evaluator, ReferenceEvaluator
 from qv2c.passes.realize_quant import QuantScheme
 
 
@@ -57,3 +58,5 @@ class SensitivityContext:
     ranges: Ranges
     scheme: QuantScheme
     seed: int = 0
+    #: what the methods run their inferences on (the driver may hand in generated code)
+    evaluator: Evaluator = field(default_factory=ReferenceEvaluator)

@@ -41,13 +41,12 @@ import time
 import numpy as np
 
 from qv2c.ir import quant_math
-from qv2c.ir.interpreter import evaluate
 from qv2c.ir.printer import value_names
 from qv2c.passes.layers import layer_macs
 from qv2c.passes.realize_quant import _INT_PASSTHROUGH, _layer_weights
 from qv2c.passes.sensitivity.metrics import sqnr_db
 from qv2c.passes.sensitivity.noise_gain import ChannelStats, PassFractions, by_channel, output_noise_gains
-from qv2c.passes.sensitivity.quantunev2 import all_int8, combine
+from qv2c.passes.sensitivity.quantunev2 import all_int8, combine, top_level_values
 from qv2c.passes.sensitivity.ranking import LayerRecord, Ranking, SensitivityContext
 from qv2c.passes.sensitivity.runs import as_float
 
@@ -63,25 +62,27 @@ def rank_referred(ctx: SensitivityContext) -> Ranking:
     input_power = {n: ChannelStats() for n in names}
     noise_energy: dict[int, float] = {}
     output_energy, samples = 0.0, 0
+    f32_taps = top_level_values(ctx.module)
+    int_taps = [v for v in top_level_values(realized.module) if id(v) in realized.sources]
     for inputs, valid in ctx.data.batches(ctx.batch):
-        ref = {fp32_names[id(v)]: inputs[v.name][:valid] for v in ctx.module.inputs}
+        ref: dict[str, np.ndarray] = {}
 
         def keep(v, a, valid=valid, ref=ref):
             fractions.observe(v, a[:valid])
             ref[fp32_names[id(v)]] = a[:valid]
 
         def compare(v, a, valid=valid, ref=ref):
-            source = realized.sources.get(id(v))
+            source = realized.sources[id(v)]
             if source in ref:
                 err = as_float(v, a[:valid]).astype(np.float64) - ref[source]
                 noise_energy[id(v)] = noise_energy.get(id(v), 0.0) + float(np.vdot(err, err))
 
-        env = evaluate(ctx.module, inputs, observe=keep, free_dead=True)  # inference 1: fp32
-        output_energy += sum(float(np.vdot(env[id(v)][:valid], env[id(v)][:valid])) for v in ctx.module.outputs)
+        ctx.evaluator.run(ctx.module, inputs, f32_taps, keep)  # inference 1: fp32
+        output_energy += sum(float(np.vdot(ref[fp32_names[id(v)]], ref[fp32_names[id(v)]])) for v in ctx.module.outputs)
         for n in names:
             x = by_channel(ref[realized.layer_inputs[n][0]].astype(np.float64))
             input_power[n].add(np.einsum("ij,ij->i", x, x), x.shape[1])
-        evaluate(realized.module, inputs, observe=compare, free_dead=True)  # inference 2: all int8
+        ctx.evaluator.run(realized.module, inputs, int_taps, compare)  # inference 2: all int8
         samples += valid
 
     noise = {k: e / samples for k, e in noise_energy.items()}

@@ -1,7 +1,7 @@
 """Inference helpers shared by the sensitivity methods.
 
-Each function here is one inference over the calibration set (batch by batch,
-through the reference interpreter, holding only one batch of tensors at a time).
+Each function here is one inference over the calibration set (batch by batch, on
+`ctx.evaluator`, holding only one batch of tensors at a time).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 
 from qv2c.ir import quant_math
 from qv2c.ir.core import Module
-from qv2c.ir.interpreter import evaluate
+from qv2c.passes.evaluator import outputs_of
 from qv2c.passes.realize_quant import realize_quant
 from qv2c.passes.sensitivity.metrics import ErrorStats
 from qv2c.passes.sensitivity.ranking import SensitivityContext
@@ -27,8 +27,7 @@ def reference_outputs(ctx: SensitivityContext) -> list[list[np.ndarray]]:
     """fp32 network outputs of every calibration batch (one inference)."""
     outs = []
     for inputs, valid in ctx.data.batches(ctx.batch):
-        env = evaluate(ctx.module, inputs, free_dead=True)
-        outs.append([env[id(v)][:valid] for v in ctx.module.outputs])
+        outs.append([a[:valid] for a in outputs_of(ctx.evaluator, ctx.module, inputs)])
     return outs
 
 
@@ -37,7 +36,6 @@ def output_error(ctx: SensitivityContext, int8_layers: set[str], reference: list
     mixed: Module = realize_quant(ctx.module, int8_layers, ctx.ranges, ctx.scheme).module
     stats = ErrorStats()
     for (inputs, valid), ref in zip(ctx.data.batches(ctx.batch), reference):
-        env = evaluate(mixed, inputs, free_dead=True)
-        for v, r in zip(mixed.outputs, ref):
-            stats.update(r, env[id(v)][:valid])
+        for a, r in zip(outputs_of(ctx.evaluator, mixed, inputs), ref):
+            stats.update(r, a[:valid])
     return stats
