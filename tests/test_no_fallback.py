@@ -22,7 +22,9 @@ build from it (`realize-quant`, `fold-batchnorm`, `fuse`), and each case that ra
 Every other op and case already had a kernel: conv/gemm layers with constant weights,
 max/avg pools, reshape, flatten, squeeze, unsqueeze, transpose, concat, constant pads,
 relu, clip, sigmoid, softmax, quantize/dequantize, requantize "float", same-shape qadd,
-qclip, qavgpool.  What still has none is listed in `qv2c/codegen/standalone.py`, with the
+qclip, qavgpool; `qv.permute_channels` (what `fold-channel-permutation` leaves of a channel
+shuffle) had its kernel from the start (`ops_layout.permute_channels`, tests/test_kernels_permute.py).
+What still has none is listed in `qv2c/codegen/standalone.py`, with the
 reason; lowering such an op is an error (`UnsupportedOpError`) unless the debugging
 backend is switched on (`QV2C_REFERENCE_FALLBACK=1`).
 

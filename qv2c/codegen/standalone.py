@@ -202,6 +202,18 @@ def _transpose(lw: _Lowerer, op: Op) -> bool:
     return True
 
 
+def _permute_channels(lw: _Lowerer, op: Op) -> bool:
+    """A channel permutation (what `fold-channel-permutation` leaves of a channel shuffle no reader could
+    absorb): one parallel gather over [outer, C, inner] views (for NHWC, a pixel's channels), any dtype,
+    so an int8 island runs through it on the codes."""
+    x, out = lw.operand(op.operands[0]), lw.result_buf(op)
+    x3, o3 = _axis_views(lw, op, x, out, 1)
+    lw.emit(_R + "ops_layout:permute_channels", [("x", x3), ("out", o3),
+                                                  ("order", _int64(lw, op.attrs["order"], f"{lw.name(op.result)}.order")),
+                                                  ("parallel", lw.parallel(op.result.type.size))], [o3])
+    return True
+
+
 def _pad(lw: _Lowerer, op: Op) -> bool:
     """Constant padding, filled with `value` (on a quantized tensor its code: the zero point for
     value 0, so an int8 pad stays int8).  A pad of the two spatial axes of an NHWC tensor (what
@@ -560,7 +572,8 @@ def _pad_by_index(lw: _Lowerer, op: Op) -> bool:
 LOWERERS = {
     "qv.maxpool": _maxpool, "qv.avgpool": _avgpool, "qv.qavgpool": _qavgpool,
     "qv.global_avgpool": _global_avgpool, "qv.qglobal_avgpool": _qglobal_avgpool,
-    "qv.concat": _concat, "qv.reshape": _reshape, "qv.transpose": _transpose, "qv.pad": _pad,
+    "qv.concat": _concat, "qv.reshape": _reshape, "qv.transpose": _transpose,
+    "qv.permute_channels": _permute_channels, "qv.pad": _pad,
     "qv.quantize": _quantize, "qv.dequantize": _dequantize, "qv.requantize": _requantize, "qv.qadd": _qadd,
     "qv.relu": _relu, "qv.clip": _clip, "qv.qclip": _qclip, "qv.sigmoid": _sigmoid, "qv.softmax": _softmax,
     **dict.fromkeys(_BINARY_CODES, _binary),

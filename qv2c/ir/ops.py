@@ -258,6 +258,17 @@ def _transpose(t, a):
     return [t[0].with_shape(t[0].shape[p] for p in perm)]
 
 
+@op_def("qv.permute_channels", 1, {"order": list}, data_movement=True)
+def _permute_channels(t, a):
+    """Reorder axis 1: result channel c is input channel order[c] (a channel shuffle, folded by
+    `fold-channel-permutation` where a reader can take it)."""
+    order = a["order"]
+    if t[0].rank < 2 or sorted(order) != list(range(t[0].shape[1])):
+        _fail(f"qv.permute_channels: order {order} is not a permutation of the {t[0].shape[1:2]} channels "
+              f"of {list(t[0].shape)}")
+    return [t[0].with_shape(t[0].shape)]
+
+
 @op_def("qv.pad", 1, {"pads": list, "mode": str, "value": float}, {"mode": "constant", "value": 0.0})
 def _pad(t, a):
     """Pad every axis: pads = [begin_0..begin_r-1, end_0..end_r-1] (ONNX order)."""

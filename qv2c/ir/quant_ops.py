@@ -23,9 +23,9 @@ explicitly.  The exact arithmetic of each op is its reference function in
   activation operands and results are per tensor.  Bias is in accumulator units
   (scale s_x * s_w[c], zero point 0), whatever its type says.
 
-Data-movement ops (`qv.maxpool`, `qv.concat`, `qv.reshape`, `qv.transpose`, `qv.pad`)
-need no integer twin: they run on integer tensors with identical parameters in and
-out (`qv.pad` pads with the zero point, i.e. `value` quantized).
+Data-movement ops (`qv.maxpool`, `qv.concat`, `qv.reshape`, `qv.transpose`,
+`qv.permute_channels`, `qv.pad`) need no integer twin: they run on integer tensors
+with identical parameters in and out (`qv.pad` pads with the zero point, i.e. `value` quantized).
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """`canonicalize`: the standard clean-up every freshly imported model goes through.
 
-    CANONICALIZE = ["fold-constants", "matmul-to-gemm", "fold-batchnorm", "drop-identity", "fold-pad", "dce"]
+    CANONICALIZE = ["fold-constants", "matmul-to-gemm", "fold-batchnorm", "drop-identity", "fold-pad",
+                    "fold-channel-permutation", "dce"]
 
 Constants are folded first so batch-norm parameters and weights computed in the
 graph are constants by the time `matmul-to-gemm` and `fold-batchnorm` look for them
 (a dense layer exported as MatMul is a gemm before a batch norm after it is folded); identities are
 dropped after it because decomposed batch norms may be `* 1 + 0`; `fold-pad` comes
 after both, so an identity standing between a pad and its conv is gone and a pad of
-a constant has been folded into the constant; `dce` removes what all of them left
+a constant has been folded into the constant; `fold-channel-permutation` comes after
+`fold-pad` (a pad between a channel shuffle and its conv is then part of the conv) and
+after `fold-batchnorm` (it permutes the final weights); `dce` removes what all of them left
 behind. Use the list with `PassManager` (verified after each pass) or run the single
 registered `canonicalize` pass, which runs them in order without verifying in between.
 
@@ -24,7 +27,8 @@ from __future__ import annotations
 from qv2c.ir.core import Module
 from qv2c.passes.registry import get_pass, register_pass
 
-CANONICALIZE = ["fold-constants", "matmul-to-gemm", "fold-batchnorm", "drop-identity", "fold-pad", "dce"]
+CANONICALIZE = ["fold-constants", "matmul-to-gemm", "fold-batchnorm", "drop-identity", "fold-pad",
+                "fold-channel-permutation", "dce"]
 
 
 @register_pass("canonicalize")

@@ -15,7 +15,7 @@ Rules, applied in program order with two maps (the fp32 and the integer version 
 each original value, created lazily):
 - an int8 layer asks for its input's integer version (a `qv.quantize` is inserted
   only if none exists yet) and fuses a following ReLU/ReLU6 into its requantization;
-- data-movement ops (max-pool, reshape, transpose, concat, ReLU/clip) run on integers
+- data-movement ops (max-pool, reshape, transpose, channel permutation, concat, ReLU/clip) run on integers
   whenever their inputs already are, keeping the input's scale; so does a constant pad
   with value 0 (real 0 is exactly the zero point, so the int8 pad fills with it and
   the island is not cut by a dequantize/pad/quantize round trip), and so does a reflect,
@@ -48,7 +48,7 @@ from qv2c.passes.layers import is_quantizable_layer, layer_name
 PLACEMENTS = ("boundary", "per-op")
 GRANULARITIES = ("per-channel", "per-tensor")
 SCALE_KINDS = ("float", "power-of-2")
-_INT_PASSTHROUGH = ("qv.maxpool", "qv.reshape", "qv.transpose")
+_INT_PASSTHROUGH = ("qv.maxpool", "qv.reshape", "qv.transpose", "qv.permute_channels")
 
 
 def _check_shifts(op: Op, s_in: float, s_w, s_out: float) -> None:

@@ -1,4 +1,4 @@
-"""Data-movement kernels: concat, strided copy (transpose, reshape across layouts, pad), fill.
+"""Data-movement kernels: concat, channel permutation, strided copy (transpose, reshape across layouts, pad), fill.
 
 Any dtype; int8 codes move unchanged.  The code generator expresses each op as
 copies between views of planned buffers:
@@ -6,6 +6,8 @@ copies between views of planned buffers:
 - concat: each operand, viewed as [outer, A_i * inner], is copied to columns
   [offset, offset + A_i * inner) of the output viewed as [outer, A * inner]; for a
   channel concat of NHWC tensors outer = N*H*W and every row is one pixel's channels.
+- a channel permutation (`qv.permute_channels`, e.g. ShuffleNet's shuffle): `permute_channels`
+  over [outer, C, inner] views, one gather of each row's channels;
 - transpose, and a reshape whose input and output orders differ (NHWC <-> NCHW):
   `copy_nd(src_view, dst)`, where the source view is already permuted (and the
   destination may be a slice, for constant padding after `fill`).
@@ -40,6 +42,40 @@ def concat_part(x, out, col, parallel):
             _rows(x, out, col, t * rows // tasks, (t + 1) * rows // tasks)
     else:
         _rows(x, out, col, 0, rows)
+
+
+@njit(cache=True)
+def _permute_part(x, out, order, r0, r1, c0, c1):
+    """Rows [r0, r1) and result channels [c0, c1) of `permute_channels`."""
+    inner = x.shape[2]
+    for r in range(r0, r1):
+        xs, os = x[r], out[r]
+        if inner == 1:
+            for j in range(c0, c1):
+                os[j, 0] = xs[order[j], 0]
+        else:
+            for j in range(c0, c1):
+                k = order[j]
+                for i in range(inner):
+                    os[j, i] = xs[k, i]
+
+
+@njit(parallel=True, cache=True)
+def permute_channels(x, out, order, parallel):
+    """out[r, c, :] = x[r, order[c], :] for 3-D views [outer, C, inner] (an NHWC tensor is
+    [N*H*W, C, 1]: each pixel's channels gathered in one pass).  In parallel the tasks split
+    the rows, or the channels when there are fewer rows than tasks ([1, C, L])."""
+    rows, c = x.shape[0], order.size
+    if not parallel:
+        _permute_part(x, out, order, 0, rows, 0, c)
+        return
+    tasks = 8
+    if rows >= tasks:
+        for t in prange(tasks):
+            _permute_part(x, out, order, t * rows // tasks, (t + 1) * rows // tasks, 0, c)
+    else:
+        for t in prange(tasks):
+            _permute_part(x, out, order, 0, rows, t * c // tasks, (t + 1) * c // tasks)
 
 
 @njit(cache=True)

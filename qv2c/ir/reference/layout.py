@@ -1,4 +1,4 @@
-"""Reference data-movement ops: `qv.concat`, `qv.reshape`, `qv.transpose`, `qv.pad`.
+"""Reference data-movement ops: `qv.concat`, `qv.reshape`, `qv.transpose`, `qv.permute_channels`, `qv.pad`.
 
 They only move elements, so they work on any dtype and pass int8 codes through
 unchanged; results are C-contiguous so later kernels can rely on the layout.
@@ -29,6 +29,12 @@ def reshape(op, x):
 def transpose(op, x):
     """Result dim i is input dim perm[i]."""
     return as_result(op, np.ascontiguousarray(np.transpose(x, op.attrs["perm"])))
+
+
+@reference("qv.permute_channels")
+def permute_channels(op, x):
+    """Result channel c (axis 1) is input channel order[c]."""
+    return as_result(op, np.ascontiguousarray(np.take(x, op.attrs["order"], axis=1)))
 
 
 #: ONNX Pad mode -> np.pad mode (the two agree on what reflect/edge/wrap mean)
