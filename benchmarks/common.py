@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,29 @@ import onnx
 from qv2c.datasets import load_eval_set, model_info, model_path
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def interleaved_medians(runs: dict, rounds: int, untimed: int = 2, timed: int = 10) -> dict[str, float]:
+    """Median milliseconds of each engine's `runs[name]()` over `rounds` interleaved rounds (in each, every
+    engine after a short pause: `untimed` warm-up calls, then `timed` timed ones)."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            time.sleep(0.05)
+            times[name] += timed_runs(run, untimed, timed)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
+def timed_runs(run, untimed: int = 2, timed: int = 10) -> list[float]:
+    """Seconds of each of `timed` calls of `run()`, after `untimed` calls that warm it up."""
+    for _ in range(untimed):
+        run()
+    out = []
+    for _ in range(timed):
+        t = time.perf_counter()
+        run()
+        out.append(time.perf_counter() - t)
+    return out
 
 
 def cpu_model() -> str:

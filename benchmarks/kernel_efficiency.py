@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import instruction_peak  # noqa: E402
-from common import RESULTS, cpu_flags, cpu_model  # noqa: E402 (benchmarks/ is a folder of scripts)
+from common import RESULTS, cpu_flags, cpu_model, timed_runs  # noqa: E402 (benchmarks/ is a folder of scripts)
 
 #: rounds over all layers; each layer's figure is its best round (see the report header)
 ROUNDS = 5
@@ -44,14 +44,7 @@ SHAPES = [((1, 576, 96), (2, 4, 8, 16)), ((1, 64, 64), (4, 8, 16, 32)), ((3, 16,
 
 
 def median_us(fn, calls: int) -> float:
-    for _ in range(30):
-        fn()
-    times = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e6
+    return statistics.median(timed_runs(fn, 30, calls)) * 1e6
 
 
 def layer_times(k: int, c: int, oc: int, side: int, calls: int) -> dict:

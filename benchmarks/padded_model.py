@@ -15,7 +15,6 @@ Results: benchmarks/results/padded_model.md (with the CPU model and its flags).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -25,23 +24,12 @@ import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, cpu_flags, cpu_model, onnxruntime_quantized, onnxruntime_session  # noqa: E402
+from common import RESULTS, cpu_flags, cpu_model, interleaved_medians, onnxruntime_quantized, onnxruntime_session  # noqa: E402
 from models.make_padded_dwcnn import build  # noqa: E402
 
 import qv2c  # noqa: E402
 
 UNTIMED, TIMED = 2, 10
-
-
-def _timed(run) -> list[float]:
-    for _ in range(UNTIMED):
-        run()
-    out = []
-    for _ in range(TIMED):
-        t = time.perf_counter()
-        run()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def main() -> None:
@@ -66,12 +54,7 @@ def main() -> None:
                     "onnxruntime int8": onnxruntime_session(str(q), args.threads)}
         runs = {name: (lambda m=m: m.run(x)) for name, m in models.items()}
         runs.update({name: (lambda s=s: s.run(None, {"input": x})) for name, s in sessions.items()})
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        for _ in range(args.rounds):
-            for name, run in runs.items():
-                time.sleep(0.05)
-                times[name] += _timed(run)
-        med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+        med = interleaved_medians(runs, args.rounds, UNTIMED, TIMED)
         kernels = [k.function for k in models["qv2c int8"].executable.program.kernels]
     lines = [f"# A CNN with explicit Pad nodes (`models/make_padded_dwcnn.py`, {args.size}x{args.size})\n",
              f"CPU: {cpu_model()} ({cpu_flags()}), {args.threads} threads, batch 1, {time.strftime('%Y-%m-%d')}. "
