@@ -68,7 +68,7 @@ def measure() -> dict[str, float]:
         w = packing.pack_depthwise_i8(rng.integers(-127, 128, (c, 1, 3, 3), dtype=np.int8)).data
         out = np.empty((1, h, h, c), np.uint8)
         bias, mult = np.zeros(c, np.int32), np.full(c, 1e-3, np.float32)
-        return lambda: depthwise.depthwise_i8(x, 3, w, bias, out, 1, 1, 1, 1, 1, 1, mult, 0, 0, 255)
+        return lambda: depthwise.depthwise_i8(x, 3, w, bias, out, 1, 1, 1, 1, 1, 1, mult, 0, 0, 255, tgt.marker())
 
     rgb = rng.integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
     quads = np.empty((1, 226, 226, 4), np.uint8)

@@ -221,7 +221,7 @@ def our_fp32(layer: Layer, d: Data):
     geo = (layer.s, layer.s, layer.p, layer.p, 1, 1)
     if layer.kind == "dw":
         w = packing.pack_depthwise_f32(d.w32).data
-        return lambda: depthwise.depthwise_f32(x, w, d.b32, out, out, *geo, *act, False)
+        return lambda: depthwise.depthwise_f32(x, w, d.b32, out, out, *geo, *act, False, TARGET.marker())
     w = packing.pack_conv_f32(d.w32).data
     return lambda: conv_f32.conv2d_f32(x, w, d.b32, out, out, layer.k, layer.k, *geo, *act, False, TARGET.marker())
 
@@ -238,7 +238,8 @@ def our_int8(layer: Layer, d: Data):
     geo = (layer.s, layer.s, layer.p, layer.p, 1, 1)
     if layer.kind == "dw":
         w = packing.pack_depthwise_i8(d.wq).data
-        return lambda: depthwise.depthwise_i8(x, d.zx, w, d.bq, out, *geo, mult, d.zy, 0, 255)
+        return lambda: depthwise.depthwise_i8(x, d.zx, w, d.bq, out, *geo, mult, d.zy, 0, 255,
+                                                     TARGET.marker())
     w = packing.pack_conv_i8(d.wq, dot=TARGET.int8_dot).data
     return lambda: conv_i8.conv2d_i8(x, d.zx, w, d.bq, out, layer.k, layer.k, *geo, mult, d.zy, 0, 255,
                                      TARGET.marker())

@@ -79,7 +79,7 @@ def f32(v):
 def conv_cases(draw, depthwise_only=False, max_c=20):
     groups_kind = "dw" if depthwise_only else draw(st.sampled_from(["dense", "dense", "grouped"]))
     if groups_kind == "dw":
-        c = draw(st.integers(1, 40))
+        c = draw(st.integers(1, 64))  # up to 32 + 16 + 8 + a remainder: every channel block of the kernels
         groups, oc = c, c
     else:
         groups = 1 if groups_kind == "dense" else draw(st.integers(2, 3))
@@ -400,9 +400,10 @@ def test_depthwise_f32_quant_epilogue_is_the_fp32_output_quantized(case, act, wi
     scale, zp = float(f32(rng.uniform(0.005, 0.05))), (0 if signed else int(rng.integers(0, 256)))
     _, _, sh, sw, pt, pl, dh, dw = geometry(case)
     y = np.empty(out_shape(case), np.float32)
-    depthwise.depthwise_f32(x, w, b, res, y, sh, sw, pt, pl, dh, dw, lo, hi, with_res)
+    depthwise.depthwise_f32(x, w, b, res, y, sh, sw, pt, pl, dh, dw, lo, hi, with_res, TGT)
     out = np.empty(out_shape(case), dtype)
-    depthwise.depthwise_f32_quant(x, w, b, res, out, sh, sw, pt, pl, dh, dw, lo, hi, with_res, scale, zp, qlo, qhi)
+    depthwise.depthwise_f32_quant(x, w, b, res, out, sh, sw, pt, pl, dh, dw, lo, hi, with_res, scale, zp, qlo, qhi,
+                                  TGT)
     np.testing.assert_array_equal(out, quantize_f32(y, scale, zp, qlo, qhi).astype(dtype))
 
 
@@ -411,6 +412,11 @@ def test_depthwise_f32_quant_epilogue_is_the_fp32_output_quantized(case, act, wi
 @given(case=conv_cases(depthwise_only=True), act=st.sampled_from(sorted(ACTS)), with_res=st.booleans(),
        seed=st.integers(0, 2**31))
 def test_depthwise_f32_matches_numpy(case, act, with_res, seed):
+    check_depthwise_f32(case, act, with_res, seed, TGT)
+
+
+def check_depthwise_f32(case, act, with_res, seed, tgt):
+    """depthwise_f32 of target marker `tgt` against a float64 NumPy depthwise conv (+ bias, residual, clamp)."""
     rng = np.random.default_rng(seed)
     kh, kw = case["kernel"]
     x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"])).astype(np.float32)
@@ -423,7 +429,7 @@ def test_depthwise_f32_matches_numpy(case, act, with_res, seed):
     out = np.empty(out_shape(case), np.float32)
     _, _, sh, sw, pt, pl, dh, dw = geometry(case)
     depthwise.depthwise_f32(nhwc(x), packing.pack_depthwise_f32(w).data, b, res, out, sh, sw, pt, pl, dh, dw,
-                            lo, hi, with_res)
+                            lo, hi, with_res, tgt)
     assert_close(out, np.clip(want, lo, hi))
 
 
@@ -444,7 +450,7 @@ def test_depthwise_i8(case, signed, mode, seed):
         dtype, qmin, qmax = (np.int8, -128, 127) if signed else (np.uint8, 0, 255)
         zy = 0 if signed else int(rng.integers(0, 256))
         out = np.empty(out_shape(case), dtype)
-        depthwise.depthwise_i8(xn, zx, packed, bias, out, sh, sw, pt, pl, dh, dw, mult, zy, qmin, qmax)
+        depthwise.depthwise_i8(xn, zx, packed, bias, out, sh, sw, pt, pl, dh, dw, mult, zy, qmin, qmax, TGT)
         np.testing.assert_array_equal(out.astype(np.int32), requantize_float(acc, mult, zy, qmin, qmax))
     elif mode == "add":
         z1, zr, zy = (int(v) for v in rng.integers(0, 256, 3))
@@ -453,13 +459,13 @@ def test_depthwise_i8(case, signed, mode, seed):
         total = dequantize(requantize_float(acc, mult, z1, 0, 255), qp(s1, z1)) + dequantize(res, qp(sr, zr))
         out = np.empty(out_shape(case), np.uint8)
         depthwise.depthwise_i8_add(xn, zx, packed, bias, out, sh, sw, pt, pl, dh, dw, mult, z1, 0, 255, s1,
-                                   res, zr, sr, sy, zy, 0, 255)
+                                   res, zr, sr, sy, zy, 0, 255, TGT)
         np.testing.assert_array_equal(out, quantize(total, qp(sy, zy), "u8"))
     else:
         fbias = rng.standard_normal(case["c"]).astype(np.float32)
         out = np.empty(out_shape(case), np.float32)
         depthwise.depthwise_i8_dequant(xn, zx, packed, bias, out, sh, sw, pt, pl, dh, dw, mult, fbias, out, False,
-                                       -np.inf, np.inf)
+                                       -np.inf, np.inf, TGT)
         assert_close(out, acc.astype(np.float64) * mult + fbias)
 
 
@@ -477,14 +483,14 @@ def test_depthwise_i8_shift(case, add, seed):
     _, _, sh, sw, pt, pl, dh, dw = geometry(case)
     out = np.empty(out_shape(case), np.uint8)
     if not add:
-        depthwise.depthwise_i8(nhwc(x), zx, packed, bias, out, sh, sw, pt, pl, dh, dw, shifts, z1, 0, 255)
+        depthwise.depthwise_i8(nhwc(x), zx, packed, bias, out, sh, sw, pt, pl, dh, dw, shifts, z1, 0, 255, TGT)
         np.testing.assert_array_equal(out.astype(np.int32), q1)
         return
     s1, sr, sy = (f32(2.0 ** -e) for e in rng.integers(3, 8, 3))
     res = rng.integers(0, 256, out_shape(case)).astype(np.uint8)
     total = dequantize(q1, qp(s1, z1)) + dequantize(res, qp(sr, zr))
     depthwise.depthwise_i8_add(nhwc(x), zx, packed, bias, out, sh, sw, pt, pl, dh, dw, shifts, z1, 0, 255, s1,
-                               res, zr, sr, sy, zy, 0, 255)
+                               res, zr, sr, sy, zy, 0, 255, TGT)
     np.testing.assert_array_equal(out, quantize(total, qp(sy, zy), "u8"))
 
 
@@ -579,7 +585,7 @@ def test_kernels_reject_mismatched_arrays():
     out8 = np.empty((1, 4, 4, 8), np.float32)
     with pytest.raises(ValueError, match="channels differ"):
         depthwise.depthwise_f32(x, dw_wrong, np.zeros(8, np.float32), out8, out8, 1, 1, 1, 1, 1, 1,
-                                -np.inf, np.inf, False)
+                                -np.inf, np.inf, False, TGT)
 
 
 def test_packed_int8_layout_interleaves_pairs():

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_kernels import check_conv_f32, conv_cases, geometry, int8_acc, int8_data, nhwc, out_shape
+from test_kernels import check_conv_f32, check_depthwise_f32, conv_cases, geometry, int8_acc, int8_data, nhwc, out_shape
 
 from qv2c.codegen.target_asm import kernel_assembly
 from qv2c.errors import QV2CError
 from qv2c.ir.quant_math import requantize_float
-from qv2c.runtime.kernels import conv_i8, gemm, packing, target
+from qv2c.runtime.kernels import conv_i8, depthwise, gemm, packing, target
 from qv2c.runtime.kernels.microkernel import standalone_ir
 from qv2c.runtime.kernels.target import AVX512_VNNI_EMULATED, TARGETS
 
@@ -36,6 +36,8 @@ HAS_VNNI = bool(HOST.get("avx512vnni"))
 #: int8 targets checked here besides the host's own: the emulated VNNI always, the real one where it runs
 INT8_TARGETS = [TARGETS["generic"], TARGETS["avx512"], AVX512_VNNI_EMULATED]
 FP32_TARGETS = [TARGETS["generic"], TARGETS["avx512"]]
+#: depthwise channel blocks differ by vector width only: 16 channels (generic, AVX2), 32 (AVX-512)
+DW_TARGETS = [TARGETS["generic"], TARGETS["avx512"]]
 
 
 def _ids(targets):
@@ -53,13 +55,20 @@ def _int8_layer(rng, case, signed_x):
 @FEW
 @given(case=conv_cases(), signed_x=st.booleans(), seed=st.integers(0, 2**31))
 def test_conv_i8_requant_bit_exact_on_every_target(tgt, case, signed_x, seed):
+    def run(x, zx, w, bias, out, mult, zy):
+        packed = packing.pack_conv_i8(w, case["groups"], dot=tgt.int8_dot).data
+        conv_i8.conv2d_i8(x, zx, packed, bias, out, *geometry(case), mult, zy, 0, 255, tgt.marker())
+    _check_requant(run, case, signed_x, seed, 2e-4)
+
+
+def _check_requant(run, case, signed_x, seed, mult_range):
+    """`run(x_nhwc, zx, w, bias, out, mult, zy)` on a random int8 layer of `case` equals requantize(NumPy acc)."""
     rng = np.random.default_rng(seed)
     x, w, zx, bias = _int8_layer(rng, case, signed_x)
-    mult = (rng.random(case["oc"]) * 2e-4 + 1e-5).astype(np.float32)
+    mult = (rng.random(case["oc"]) * mult_range + mult_range / 20).astype(np.float32)
     zy = int(rng.integers(0, 256))
     out = np.empty(out_shape(case), np.uint8)
-    packed = packing.pack_conv_i8(w, case["groups"], dot=tgt.int8_dot).data
-    conv_i8.conv2d_i8(nhwc(x), zx, packed, bias, out, *geometry(case), mult, zy, 0, 255, tgt.marker())
+    run(nhwc(x), zx, w, bias, out, mult, zy)
     want = requantize_float(int8_acc(x, w, zx, bias, case), mult, zy, 0, 255)
     np.testing.assert_array_equal(out.astype(np.int32), want)
 
@@ -126,12 +135,31 @@ def test_quads_packing_layout_and_weight_sums():
     assert not sums[2:].any()
 
 
+@pytest.mark.parametrize("tgt", DW_TARGETS, ids=_ids(DW_TARGETS))
+@FEW
+@given(case=conv_cases(depthwise_only=True), signed_x=st.booleans(), seed=st.integers(0, 2**31))
+def test_depthwise_i8_requant_bit_exact_on_every_target(tgt, case, signed_x, seed):
+    def run(x, zx, w, bias, out, mult, zy):
+        _, _, sh, sw, pt, pl, dh, dw = geometry(case)
+        depthwise.depthwise_i8(x, zx, packing.pack_depthwise_i8(w).data, bias, out, sh, sw, pt, pl, dh, dw, mult,
+                               zy, 0, 255, tgt.marker())
+    _check_requant(run, case, signed_x, seed, 2e-3)
+
+
 # -- fp32 --------------------------------------------------------------------------------
 @pytest.mark.parametrize("tgt", FP32_TARGETS, ids=_ids(FP32_TARGETS))
 @FEW
 @given(case=conv_cases(), act=st.sampled_from(["none", "relu6"]), with_res=st.booleans(), seed=st.integers(0, 2**31))
 def test_conv_f32_on_every_target(tgt, case, act, with_res, seed):
     check_conv_f32(case, act, with_res, seed, tgt.marker())
+
+
+@pytest.mark.parametrize("tgt", DW_TARGETS, ids=_ids(DW_TARGETS))
+@FEW
+@given(case=conv_cases(depthwise_only=True), act=st.sampled_from(["none", "relu6"]), with_res=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_depthwise_f32_on_every_target(tgt, case, act, with_res, seed):
+    check_depthwise_f32(case, act, with_res, seed, tgt.marker())
 
 
 # -- instruction selection on named CPUs ---------------------------------------------------

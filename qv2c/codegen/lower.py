@@ -345,11 +345,8 @@ class _Lowerer:
 
     def emit_desc(self, desc: KernelDesc, args: list[tuple[str, Arg]], out: Buf) -> None:
         """One call of `desc`'s entry point: `args` as for the conv form ([N, H, W, C] views for a gemm run
-        as a 1x1 conv), the target marker last for the conv/GEMM micro-kernels."""
-        entry = desc.entry_point()
-        if desc.anchor != "depthwise":
-            args = args + [self.target_arg()]
-        self.emit(_K + entry.kernel, args, [out], desc)
+        as a 1x1 conv), the target marker last."""
+        self.emit(_K + desc.entry_point().kernel, args + [self.target_arg()], [out], desc)
 
     def _conv_f32(self, a, parts, x, w, b, wname, res, out) -> None:
         oc = w.shape[0]

@@ -9,9 +9,9 @@ Loop nest (parallel over output rows):
 
     for (n, oh) in prange(N * OH):
         if every tap of this output row is inside the image:
-            for each 16-channel block (then one 8-channel block):      # microkernel.dw_*
+            for each 32-channel block (AVX-512), then 16-, then one 8-channel block:   # microkernel.DW_KERNELS
                 for 4 output pixels of the interior columns at a time:
-                    acc[4 px, 16 ch] = sum_taps x[...] * w[tap]          # in registers
+                    acc[4 px, 32 ch] = sum_taps x[...] * w[tap]          # in registers
                     out = epilogue(acc)                                  # fused, as for convs
         channels left over (C % 8) go through a per-pixel NumPy-level path
         (`_pixel_f32` / `_pixel_i8` + `epilogue.py`)
@@ -20,8 +20,8 @@ A padded conv first copies its input with the padding made explicit (`_padded_in
 fp32, the zero point for int8), so every output pixel is an interior one: the per-pixel path is
 several times slower than the register kernel, and at 8x8 and below most pixels touch a border.
 
-The register kernel loads each weight vector once per 4 pixels and keeps the 4 x 16
-accumulators in registers over all taps, so each output is stored once; the border path
+The register kernel loads each weight vector once per 4 pixels and keeps the 4 x 32 (AVX-512) or
+4 x 16 accumulators in registers over all taps, so each output is stored once; the border path
 skips taps outside the image (they would add 0 for fp32 and (zx - zx) * w = 0 for int8).
 
 int8: acc = sum (x - zx) * w + bias, exact in int32.  The register kernel multiplies raw
@@ -38,6 +38,7 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 
 from qv2c.runtime.kernels.convplan import padded_extent
 from qv2c.runtime.kernels.epilogue_kind import (
@@ -50,6 +51,7 @@ from qv2c.runtime.kernels.epilogue_kind import (
     store_block,
 )
 from qv2c.runtime.kernels.indirect import pad_nhwc, tap_offsets
+from qv2c.runtime.kernels.target import spec_of_marker_type
 from qv2c.runtime.kernels.tiling import pad_in_parallel, run_parallel
 
 
@@ -136,7 +138,18 @@ def _padded_input(x, out, kh, kw, sh, sw, pt, pl, dh, dw, fill, parallel):
     return xp
 
 
-DwPlan = namedtuple("DwPlan", "h wd c oh ow kh kw sh sw pt pl dh dw xa xb c16 c8")
+DwPlan = namedtuple("DwPlan", "h wd c oh ow kh kw sh sw pt pl dh dw xa xb c32 c16 c8")
+
+
+def dw_wide(tgt):
+    """Whether target marker `tgt` runs 32-channel depthwise blocks (a compile-time constant)."""
+    raise NotImplementedError("compiled by Numba only")
+
+
+@overload(dw_wide, inline="always")
+def _dw_wide(tgt):
+    wide = spec_of_marker_type(tgt).lanes >= 16  # 32 vector registers: 4 pixels x 2 zmm of accumulators
+    return lambda tgt: wide
 
 
 @njit(cache=True)
@@ -150,17 +163,19 @@ def _check_args(x, w, out, bias, res, has_res):
 
 
 @njit(cache=True)
-def _dw_plan(x, out, kh, kw, sh, sw, pt, pl, dh, dw):
-    """Fields of the `DwPlan` (a tuple; see `convplan.make_plan` for why callers build the namedtuple)."""
+def _dw_plan(x, out, kh, kw, sh, sw, pt, pl, dh, dw, wide):
+    """Fields of the `DwPlan` (a tuple; see `convplan.make_plan` for why callers build the namedtuple):
+    channels [0, c32) run in 32-channel blocks (only if `wide`), [c32, c16) in 16s, [c16, c8) in one 8."""
     h, wd, c = x.shape[1], x.shape[2], x.shape[3]
     oh, ow = out.shape[1], out.shape[2]
     xa, xb = _interior_columns(ow, sw, pl, kw, dw, wd)
-    c16 = c // 16 * 16
-    return (h, wd, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, xa, xb, c16, c16 + 8 if c - c16 >= 8 else c16)
+    c32 = c // 32 * 32 if wide else 0
+    c16 = c32 + (c - c32) // 16 * 16
+    return (h, wd, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, xa, xb, c32, c16, c16 + 8 if c - c16 >= 8 else c16)
 
 
 @njit(cache=True)
-def _row_f32(row, q, ep, xf, tapoff, wf, bias, resf, outf):
+def _row_f32(row, q, ep, tgt, xf, tapoff, wf, bias, resf, outf):
     """Output row `row` (flat over N, OH) of `depthwise_f32_core`."""
     b = row // q.oh
     y = row - b * q.oh
@@ -171,7 +186,11 @@ def _row_f32(row, q, ep, xf, tapoff, wf, bias, resf, outf):
         x0 = ((b * q.h + iy0) * q.wd + q.xa * q.sw - q.pl) * c
         o0 = (row * q.ow + q.xa) * c
         npx, ntaps, xstep = q.xb - q.xa, q.kh * q.kw, q.sw * c
-        for c0 in range(0, q.c16, 16):
+        if dw_wide(tgt):
+            for c0 in range(0, q.c32, 32):
+                dw_kernel(ep, 4, npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c, outf, o0 + c0, c, bias, bias,
+                          bias, resf, c0)
+        for c0 in range(q.c32, q.c16, 16):
             dw_kernel(ep, 2, npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c, outf, o0 + c0, c, bias, bias,
                       bias, resf, c0)
         if q.c8 > q.c16:
@@ -187,13 +206,14 @@ def _row_f32(row, q, ep, xf, tapoff, wf, bias, resf, outf):
 
 
 @njit(parallel=True, cache=True)
-def depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, ep):
-    """x f32[N,H,W,C]; w f32[KH,KW,C]; out f32 (`ep` an `F32Act`) or u8/i8 (`F32Quant`) [N,OH,OW,C]."""
+def depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, ep, tgt):
+    """x f32[N,H,W,C]; w f32[KH,KW,C]; out f32 (`ep` an `F32Act`) or u8/i8 (`F32Quant`) [N,OH,OW,C];
+    `tgt` the target marker (`target.TargetSpec.marker`)."""
     _check_args(x, w, out, bias, res, ep.has_res)
     kh, kw = w.shape[0], w.shape[1]
     parallel = run_parallel(2 * out.size * kh * kw)
     x = _padded_input(x, out, kh, kw, sh, sw, pt, pl, dh, dw, 0.0, parallel)
-    q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, 0, 0, dh, dw))
+    q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, 0, 0, dh, dw, dw_wide(tgt)))
     xf = x.reshape(x.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)
@@ -202,30 +222,31 @@ def depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, ep):
     rows = x.shape[0] * q.oh
     if parallel:
         for row in prange(rows):
-            _row_f32(np.int64(row), q, ep, xf, tapoff, wf, bias, resf, outf)
+            _row_f32(np.int64(row), q, ep, tgt, xf, tapoff, wf, bias, resf, outf)
     else:
         for row in range(rows):
-            _row_f32(row, q, ep, xf, tapoff, wf, bias, resf, outf)
+            _row_f32(row, q, ep, tgt, xf, tapoff, wf, bias, resf, outf)
 
 
 @njit(cache=True)
-def depthwise_f32(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res):
+def depthwise_f32(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res, tgt):
     """out = clamp(depthwise(x, w) + bias (+ res), lo, hi), NHWC fp32; w = `pack_depthwise_f32(...).data`.
 
-    Geometry as in `conv_f32.conv2d_f32` (the kernel size comes from w's shape).
+    Geometry and target marker `tgt` as in `conv_f32.conv2d_f32` (the kernel size comes from w's shape).
     """
-    depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, f32_params(has_res, lo, hi))
+    depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, f32_params(has_res, lo, hi), tgt)
 
 
 @njit(cache=True)
-def depthwise_f32_quant(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res, q_scale, q_zp, q_lo, q_hi):
+def depthwise_f32_quant(x, w, bias, res, out, sh, sw, pt, pl, dh, dw, lo, hi, has_res, q_scale, q_zp, q_lo, q_hi,
+                        tgt):
     """As `depthwise_f32`, then quantize into u8/i8 `out` (fp32 -> int8 precision boundary)."""
     depthwise_f32_core(x, w, bias, res, out, sh, sw, pt, pl, dh, dw,
-                       f32_quant_params(has_res, lo, hi, q_scale, q_zp, q_lo, q_hi))
+                       f32_quant_params(has_res, lo, hi, q_scale, q_zp, q_lo, q_hi), tgt)
 
 
 @njit(cache=True)
-def _row_i8(row, q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, resf, outf):
+def _row_i8(row, q, ep, tgt, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, resf, outf):
     """Output row `row` (flat over N, OH) of `depthwise_i8_core`."""
     b = row // q.oh
     y = row - b * q.oh
@@ -238,7 +259,11 @@ def _row_i8(row, q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, re
         npx = q.xb - q.xa
         ntaps = q.kh * q.kw
         xstep = q.sw * c
-        for c0 in range(0, q.c16, 16):
+        if dw_wide(tgt):
+            for c0 in range(0, q.c32, 32):
+                dw_kernel(ep, 4, npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c, outf, o0 + c0, c,
+                          interior_bias, mult, fbias, resf, c0)
+        for c0 in range(q.c32, q.c16, 16):
             dw_kernel(ep, 2, npx, xf, x0 + c0, xstep, tapoff, ntaps, wf, c0, c, outf, o0 + c0, c,
                       interior_bias, mult, fbias, resf, c0)
         if q.c8 > q.c16:
@@ -255,13 +280,13 @@ def _row_i8(row, q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, re
 
 
 @njit(parallel=True, cache=True)
-def depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, ep, mult, fbias, res):
-    """x u8/i8 [N,H,W,C]; w int16[KH,KW,C]; bias int32[C]; `ep`, `mult`, `fbias` as in `conv_i8.conv_i8_core`."""
+def depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, ep, mult, fbias, res, tgt):
+    """x u8/i8 [N,H,W,C]; w int16[KH,KW,C]; bias int32[C]; `ep`, `mult`, `fbias`, `tgt` as in `conv_i8.conv_i8_core`."""
     _check_args(x, w, out, bias, res, ep.has_res)
     kh, kw = w.shape[0], w.shape[1]
     parallel = run_parallel(2 * out.size * kh * kw)
     x = _padded_input(x, out, kh, kw, sh, sw, pt, pl, dh, dw, zx, parallel)
-    q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, 0, 0, dh, dw))
+    q = DwPlan(*_dw_plan(x, out, kh, kw, sh, sw, 0, 0, dh, dw, dw_wide(tgt)))
     xf = x.reshape(x.size)
     wf = w.reshape(w.size)
     outf = out.reshape(out.size)
@@ -275,37 +300,38 @@ def depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, ep, mult, fbi
     rows = x.shape[0] * q.oh
     if parallel:
         for row in prange(rows):
-            _row_i8(np.int64(row), q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, resf, outf)
+            _row_i8(np.int64(row), q, ep, tgt, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, resf, outf)
     else:
         for row in range(rows):
-            _row_i8(row, q, ep, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, resf, outf)
+            _row_i8(row, q, ep, tgt, zx, xf, tapoff, wf, bias, interior_bias, mult, fbias, resf, outf)
 
 
 @njit(cache=True)
-def depthwise_i8(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, zy, lo, hi):
+def depthwise_i8(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, zy, lo, hi, tgt):
     """Depthwise counterpart of `conv_i8.conv2d_i8` (requantized u8/i8 output); w = `pack_depthwise_i8(...).data`."""
-    depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, requant_params(zy, lo, hi), mult, mult, out)
+    depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, requant_params(zy, lo, hi), mult, mult, out, tgt)
 
 
 @njit(cache=True)
-def depthwise_i8_add(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, z1, lo1, hi1, s1, res, zr, sr, sy, zy, lo, hi):
+def depthwise_i8_add(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, z1, lo1, hi1, s1, res, zr, sr, sy, zy, lo, hi,
+                     tgt):
     """Depthwise counterpart of `conv_i8.conv2d_i8_add` (requantize, then `qv.qadd` of an int8 residual)."""
     depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
-                      requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res)
+                      requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res, tgt)
 
 
 @njit(cache=True)
 def depthwise_i8_requant(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, mult, z1, lo1, hi1, s1, res, has_res, zr, sr, sy,
-                         zy, lo, hi):
+                         zy, lo, hi, tgt):
     """Depthwise counterpart of `conv_i8.conv2d_i8_requant` (`depthwise_i8_add` or `depthwise_i8` by `has_res`)."""
     if has_res:
         depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw,
-                          requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res)
+                          requant_add_params(z1, lo1, hi1, s1, zr, sr, sy, zy, lo, hi), mult, mult, res, tgt)
     else:
-        depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, requant_params(z1, lo1, hi1), mult, mult, out)
+        depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, requant_params(z1, lo1, hi1), mult, mult, out, tgt)
 
 
 @njit(cache=True)
-def depthwise_i8_dequant(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, scale, fbias, res, has_res, lo, hi):
+def depthwise_i8_dequant(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, scale, fbias, res, has_res, lo, hi, tgt):
     """Depthwise counterpart of `conv_i8.conv2d_i8_dequant` (fp32 output)."""
-    depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, dequant_params(has_res, lo, hi), scale, fbias, res)
+    depthwise_i8_core(x, zx, w, bias, out, sh, sw, pt, pl, dh, dw, dequant_params(has_res, lo, hi), scale, fbias, res, tgt)

@@ -33,18 +33,7 @@ from numba.extending import overload
 
 from qv2c.runtime.kernels.dispatch import f32_act, f32_quant, int8_dequant, int8_requant, int8_requant_add
 from qv2c.runtime.kernels.epilogue import store_dequant, store_f32, store_f32_quant, store_requant, store_requant_add
-from qv2c.runtime.kernels.microkernel import (
-    dw_f32_act_8,
-    dw_f32_act_16,
-    dw_f32_quant_8,
-    dw_f32_quant_16,
-    dw_i8_dequant_8,
-    dw_i8_dequant_16,
-    dw_i8_requant_8,
-    dw_i8_requant_16,
-    dw_i8_requant_add_8,
-    dw_i8_requant_add_16,
-)
+from qv2c.runtime.kernels.microkernel import DW_KERNELS
 
 #: y = clamp(acc + bias (+ res), lo, hi) in fp32; lo32/hi32 the same bounds as float32
 F32Act = namedtuple("F32Act", "lo32 hi32 has_res lo hi")
@@ -113,7 +102,7 @@ def store_block(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias,
 
 def dw_kernel(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, fbias,
               resf, c0):
-    """Depthwise row kernel over 8 * nvec channels (nvec 1 or 2, a literal) with `ep`'s epilogue."""
+    """Depthwise row kernel over 8 * nvec channels (nvec 1, 2 or 4, a literal) with `ep`'s epilogue."""
     raise NotImplementedError("compiled by Numba only")
 
 
@@ -182,11 +171,11 @@ def _store_block(ep, acc, acc_ld, rows, nc, outf, p0, ldo, c0, bias, mult, fbias
 def _dw_kernel(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, fbias,
                resf, c0):
     kind = _kind(ep)
-    if not isinstance(nvec, types.IntegerLiteral) or nvec.literal_value not in (1, 2):
-        raise TypeError("dw_kernel: nvec must be the literal 1 or 2")
-    wide = nvec.literal_value == 2
+    if not isinstance(nvec, types.IntegerLiteral) or nvec.literal_value not in (1, 2, 4):
+        raise TypeError("dw_kernel: nvec must be the literal 1, 2 or 4")
+    channels = 8 * nvec.literal_value
     if kind is F32Act:
-        mk_act = dw_f32_act_16 if wide else dw_f32_act_8
+        mk_act = DW_KERNELS[("f32", "f32", channels)]
 
         def act(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult,
                 fbias, resf, c0):
@@ -194,7 +183,7 @@ def _dw_kernel(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep,
                    ep.has_res, ep.lo32, ep.hi32)
         return act
     if kind is F32Quant:
-        mk_quant = dw_f32_quant_16 if wide else dw_f32_quant_8
+        mk_quant = DW_KERNELS[("f32", "f32_quant", channels)]
 
         def act_quant(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult,
                       fbias, resf, c0):
@@ -202,7 +191,7 @@ def _dw_kernel(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep,
                      ep.has_res, ep.lo32, ep.hi32, ep.q_scale, ep.q_zp, ep.q_lo, ep.q_hi)
         return act_quant
     if kind is Requant:
-        mk = dw_i8_requant_16 if wide else dw_i8_requant_8
+        mk = DW_KERNELS[("i8", "requant", channels)]
 
         def requant(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult,
                     fbias, resf, c0):
@@ -210,14 +199,14 @@ def _dw_kernel(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep,
                ep.tlo, ep.thi, ep.zy)
         return requant
     if kind is RequantAdd:
-        mk_add = dw_i8_requant_add_16 if wide else dw_i8_requant_add_8
+        mk_add = DW_KERNELS[("i8", "requant_add", channels)]
 
         def requant_add(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias,
                         mult, fbias, resf, c0):
             mk_add(npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult, c0,
                    ep.tlo, ep.thi, resf, ep.zr, ep.sr, ep.s1, ep.sy, ep.zy, ep.lo, ep.hi)
         return requant_add
-    mk_dq = dw_i8_dequant_16 if wide else dw_i8_dequant_8
+    mk_dq = DW_KERNELS[("i8", "dequant", channels)]
 
     def dequant(ep, nvec, npx, xf, x_off, xstep, tapoff, ntaps, wf, w_off, wstep, outf, o_off, ldo, bias, mult,
                 fbias, resf, c0):

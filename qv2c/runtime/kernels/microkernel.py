@@ -741,12 +741,14 @@ def _make_dw(kind: str, nvec: int, epilogue: str):
     return intrinsic(namespace[name])
 
 
-# Depthwise kernels for 16 and 8 channels (argument lists: _DW_ARGS + the epilogue's).
-dw_f32_act_16, dw_f32_act_8 = _make_dw("f32", 2, "f32"), _make_dw("f32", 1, "f32")
-dw_f32_quant_16, dw_f32_quant_8 = _make_dw("f32", 2, "f32_quant"), _make_dw("f32", 1, "f32_quant")
-dw_i8_requant_16, dw_i8_requant_8 = _make_dw("i8", 2, "requant"), _make_dw("i8", 1, "requant")
-dw_i8_requant_add_16, dw_i8_requant_add_8 = _make_dw("i8", 2, "requant_add"), _make_dw("i8", 1, "requant_add")
-dw_i8_dequant_16, dw_i8_dequant_8 = _make_dw("i8", 2, "dequant"), _make_dw("i8", 1, "dequant")
+#: depthwise row intrinsics by (kind, epilogue, channels), for 8, 16 and 32 channels (argument lists:
+#: _DW_ARGS + the epilogue's).  32 channels are two zmm per pixel, so AVX-512 keeps 8 independent
+#: accumulator chains in flight (4 pixels x 2), which hides the 4-5 cycle latency of `vpdpwssd` / FMA that a
+#: 16-channel block (4 chains) is bound by; AVX2 has half the registers and stays at 16 (`dw_channels`).
+DW_KERNELS = {(kind, epilogue, 8 * nvec): _make_dw(kind, nvec, epilogue)
+              for kind, epilogue in (("f32", "f32"), ("f32", "f32_quant"), ("i8", "requant"), ("i8", "requant_add"),
+                                     ("i8", "dequant"))
+              for nvec in (1, 2, 4)}
 
 
 # -- the generated code outside Numba (instruction-selection checks for any CPU) --------------
