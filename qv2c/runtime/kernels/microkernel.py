@@ -494,16 +494,41 @@ def _requant(builder, acc_rj, bias_j, factors, tlo, thi):
     return _clamp(builder, _shift_requant(builder, v, factors), tlo, thi)
 
 
+#: 1.5 * 2**23: a float32 of magnitude below 2**22 plus this rounds to an integer (ties to even) held in
+#: the low mantissa bits, so bits(v + MAGIC) - bits(MAGIC) == rint(v)
+_ROUND_MAGIC = 12582912.0
+_ROUND_MAGIC_BITS = 0x4B400000
+
+
+def _rint_plus(builder, v, zero_point):
+    """rint(v) + zero_point as <n x i32>, for v already clamped to integer bounds within +-2**22: one add of
+    `_ROUND_MAGIC` and one integer subtract (rather than a round, an add and a convert)."""
+    n = v.type.count
+    bits = builder.bitcast(builder.fadd(v, ir.Constant(_vf(n), [_ROUND_MAGIC] * n)), _vi(n))
+    offset = builder.sub(ir.Constant(_I32, _ROUND_MAGIC_BITS), builder.fptosi(zero_point, _I32))
+    return builder.sub(bits, _splat(builder, _vi(n), offset))
+
+
 def _epilogue_requant(builder, kind, acc, args):
     n = _width(acc)
     bias = [_channel_vectors(builder, args, "bias", j, n) for j in range(len(acc[0]))]
     mult = [_requant_factors(builder, args, j, n) for j in range(len(acc[0]))]
     zy = _splat(builder, _vf(n), args["zy"])
+    out_dtype = args["out.dtype"]
+    # float multipliers into an integer output: the clamped level is within [-255, 255], so it rounds by
+    # `_rint_plus` and narrows exactly (`_requant`'s own rint stays for the shift form and float outputs)
+    magic = isinstance(out_dtype, types.Integer) and not isinstance(mult[0], tuple)
 
     def row_fn(r, off):
         for j in range(len(acc[r])):
+            dst = builder.gep(args["out"], [builder.add(off, _c64(n * j))])
+            if magic:
+                scaled = builder.fmul(builder.sitofp(builder.add(acc[r][j], bias[j]), _vf(n)), mult[j])
+                q = _rint_plus(builder, _clamp(builder, scaled, args["tlo"], args["thi"]), args["zy"])
+                _vstore(builder, builder.trunc(q, ir.VectorType(ir.IntType(out_dtype.bitwidth), n)), dst, 1)
+                continue
             q = builder.fadd(_requant(builder, acc[r][j], bias[j], mult[j], args["tlo"], args["thi"]), zy)
-            _store_ints(builder, q, builder.gep(args["out"], [builder.add(off, _c64(n * j))]), args["out.dtype"])
+            _store_ints(builder, q, dst, out_dtype)
     _for_rows(builder, len(acc), args, row_fn)
 
 
