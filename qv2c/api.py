@@ -7,7 +7,9 @@
 Steps (each in its own module; this file only wires them together):
 1. import the ONNX file (`qv2c.frontend`) and canonicalize it (`qv2c.passes`);
 2. calibrate activation ranges on the calibration set (`passes/calibrate.py`);
-3. rank layers by sensitivity (`passes/sensitivity/`, QuantuneV2 by default);
+3. rank layers by sensitivity (`passes/sensitivity/`, QuantuneV2 by default); both run their
+   inferences on the evaluator `analysis_backend` names (`analysis_backend.py`: the generated
+   code, or the NumPy interpreter);
 4. choose the fp32 layers (`passes/assign_precision.py`);
 5. rewrite the model into mixed int8/fp32 (`passes/realize_quant.py`) and, with the
    default placement "boundary+fuse", group each conv/gemm with its epilogue (`passes/fuse.py`);
@@ -33,6 +35,7 @@ from qv2c.passes.assign_precision import PrecisionRequest, assign_precision
 from qv2c.passes.calibrate import Ranges, calibrate
 from qv2c.passes.calibration_data import make_calibration_set
 from qv2c.passes.canonicalize import CANONICALIZE
+from qv2c.passes.evaluator import Evaluator, ReferenceEvaluator
 from qv2c.passes.layers import layer_name, quantizable_layers
 from qv2c.passes.manager import run_pipeline
 from qv2c.passes.observers import OBSERVERS
@@ -42,6 +45,8 @@ from qv2c.runtime.kernels.target import TargetSpec, host_features, runnable
 
 PRECISIONS = ("mixed", "int8", "fp32")
 BACKENDS = ("numba", "reference")
+#: what calibration and the sensitivity runs execute on (`passes/evaluator.py`, `qv2c/analysis_backend.py`)
+ANALYSIS_BACKENDS = ("numba", "reference")
 #: "boundary+fuse" is realize-quant's "boundary" placement followed by the `fuse` pass
 API_PLACEMENTS = ("boundary+fuse", *PLACEMENTS)
 
@@ -156,6 +161,7 @@ def compile(  # noqa: A001 - the public name the project promises
     batch_size: int = 1,
     placement: str = "boundary+fuse",
     backend: str = "numba",
+    analysis_backend: str = "numba",
     analysis_batch: int | None = None,
     seed: int = 0,
     target: str | None = None,
@@ -169,10 +175,14 @@ def compile(  # noqa: A001 - the public name the project promises
     arrays or dicts) used to calibrate ranges and to rank layers.  `target`: the instruction set the
     Numba backend generates kernels for ("generic", "avx2", "avx512", "avx512-vnni"; default
     `QV2C_TARGET` or the best this CPU has; one this CPU lacks still runs, emulated where needed).
+    `analysis_backend`: what calibration and the sensitivity inferences run on: "numba" (the
+    generated code, with taps on the tensors an analysis reads) or "reference" (the NumPy
+    interpreter, which defines every op; fp32 sums differ in rounding between the two).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     _check_choice("backend", backend, BACKENDS)
+    _check_choice("analysis_backend", analysis_backend, ANALYSIS_BACKENDS)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int, not {batch_size!r}")
     scheme = QuantScheme(weight_granularity, scale_kind)
@@ -201,10 +211,11 @@ def compile(  # noqa: A001 - the public name the project promises
     # `probe` already holds the samples (the analysis module differs only in batch size); building
     # the set again from `calibration` would find a generator empty the second time
     data = probe
-    ranges = calibrate(analysis, data, batch, calibration_method)
+    evaluator = _evaluator(analysis_backend, kernel_target)
+    ranges = calibrate(analysis, data, batch, calibration_method, evaluator)
     ranking = None
     if precision == "mixed" and request.needs_ranking:
-        ranking = rank_layers(method, SensitivityContext(analysis, data, batch, ranges, scheme, seed))
+        ranking = rank_layers(method, SensitivityContext(analysis, data, batch, ranges, scheme, seed, evaluator))
 
     def build(int8_layers: set[str]) -> CompiledModel:
         mixed = realize_quant(runtime, int8_layers, ranges, scheme, placement.removesuffix("+fuse")).module
@@ -221,6 +232,15 @@ def compile(  # noqa: A001 - the public name the project promises
             return top1(model(inputs), labels, label_offset)
     int8_layers = assign_precision(request, layers, ranking, build, fp32_model, score)
     return build(int8_layers)
+
+
+def _evaluator(analysis_backend: str, target: TargetSpec | None) -> Evaluator:
+    """The evaluator the analyses run on (`analysis_backend` was checked)."""
+    if analysis_backend == "reference":
+        return ReferenceEvaluator()
+    from qv2c.analysis_backend import NumbaEvaluator
+
+    return NumbaEvaluator(target)
 
 
 def _placed(module: Module, placement: str) -> Module:

@@ -26,7 +26,7 @@ from qv2c.errors import ConfigError, QV2CError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from qv2c.api import API_PLACEMENTS, BACKENDS, PRECISIONS
+    from qv2c.api import ANALYSIS_BACKENDS, API_PLACEMENTS, BACKENDS, PRECISIONS
     from qv2c.passes.calibrate import OBSERVERS
     from qv2c.passes.realize_quant import GRANULARITIES, SCALE_KINDS
     from qv2c.passes.sensitivity import METHODS
@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-kind", choices=SCALE_KINDS, default="float")
     p.add_argument("--placement", choices=API_PLACEMENTS, default="boundary+fuse")
     p.add_argument("--backend", choices=BACKENDS, default="numba")
+    p.add_argument("--analysis-backend", choices=ANALYSIS_BACKENDS, default="numba",
+                   help="what calibration and the sensitivity runs execute on (reference: the NumPy interpreter)")
     p.add_argument("--target", choices=sorted(TARGETS),
                    help="instruction set the kernels are generated for (default: $QV2C_TARGET or this CPU's best)")
     p.add_argument("--keep-fp32", nargs="*", default=[], metavar="LAYER")
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> None:
         calibration_method=args.calibration_method, weight_granularity=args.weight_granularity,
         scale_kind=args.scale_kind, keep_fp32=args.keep_fp32, force_int8=args.force_int8,
         batch_size=args.batch_size, placement=args.placement, backend=args.backend, target=args.target,
+        analysis_backend=args.analysis_backend,
         **_accuracy_target(args, named),
     )
     print(f"compiled {path} in {time.perf_counter() - start:.1f} s ({args.precision}, {args.method})")

@@ -198,6 +198,7 @@ BAD_CALLS = {
     "both k and drop": (CALIB, {"fp32_layers": 1, "max_accuracy_drop": 1.0, "validation": (CALIB, np.zeros(8, int))},
                         ConfigError, "either"),
     "method": (CALIB, {"method": "hawq"}, ConfigError, "unknown method 'hawq'"),
+    "analysis_backend": (CALIB, {"analysis_backend": "onnxruntime"}, ConfigError, "unknown analysis_backend"),
     "calibration_method": (CALIB, {"calibration_method": "kl"}, ConfigError, "unknown calibration_method 'kl'"),
     "weight_granularity": (CALIB, {"weight_granularity": "per-row"}, ConfigError, "weight_granularity"),
     "scale_kind": (CALIB, {"scale_kind": "pow2"}, ConfigError, "scale_kind"),

@@ -3,6 +3,7 @@
     exe = qv2c.backend.build_executable(module)   # lower -> render/load -> Executable (the driver)
     exe = Executable(module, program, loaded)     # what the driver does last: plan, allocate, compile
     outputs = exe.run({"input": x})       # {output name: array}
+    arrays = exe.run_outputs({"input": x})   # [array] in the module's output order
     outputs, times = exe.run({"input": x}, profile=True)   # plus per-kernel seconds
     exe.source                            # the generated Python, one kernel call per line
     exe.peak_bytes                        # the activation arena (buffers reused by liveness)
@@ -75,19 +76,29 @@ class Executable:
 
     def run(self, inputs: dict[str, np.ndarray], profile: bool = False):
         """Outputs by name; with `profile=True`, `(outputs, [KernelTime, ...])` in execution order."""
-        arrays = check_inputs(self.module, inputs)
-        for (_, slot, _, _), a in zip(self.program.inputs, arrays):
-            self._buffers[slot] = np.ascontiguousarray(a)
-        try:
-            if profile:
-                times = [0.0] * len(self.program.kernels)
-                self._loaded.run_profiled(self._buffers, self._consts, time.perf_counter, times)
-            else:
-                self._loaded.run(self._buffers, self._consts)
-            outputs = {name: self._buffers[bid].copy() for name, bid in self.program.outputs}
-        finally:
-            for _, slot, _, _ in self.program.inputs:
-                self._buffers[slot] = None  # do not keep the caller's arrays alive
+        arrays, times = self._run(inputs, profile)
+        outputs = {name: a for (name, _), a in zip(self.program.outputs, arrays)}
         if not profile:
             return outputs
         return outputs, [KernelTime(i, k.label, k.kernel, t) for i, (k, t) in enumerate(zip(self.program.kernels, times))]
+
+    def run_outputs(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The outputs in the module's output order (where two outputs may share a name, e.g. an
+        analysis tapping an int8 value named like the model output it is dequantized into)."""
+        return self._run(inputs, False)[0]
+
+    def _run(self, inputs: dict[str, np.ndarray], profile: bool) -> tuple[list[np.ndarray], list[float]]:
+        arrays = check_inputs(self.module, inputs)
+        for (_, slot, _, _), a in zip(self.program.inputs, arrays):
+            self._buffers[slot] = np.ascontiguousarray(a)
+        times = [0.0] * len(self.program.kernels) if profile else []
+        try:
+            if profile:
+                self._loaded.run_profiled(self._buffers, self._consts, time.perf_counter, times)
+            else:
+                self._loaded.run(self._buffers, self._consts)
+            outputs = [self._buffers[bid].copy() for _, bid in self.program.outputs]
+        finally:
+            for _, slot, _, _ in self.program.inputs:
+                self._buffers[slot] = None  # do not keep the caller's arrays alive
+        return outputs, times

@@ -45,20 +45,25 @@ def test_quantunev2_global_runs_two_inferences_per_batch(count_evaluations):
 
 
 def test_quantunev2_runs_fp32_once_and_each_int8_layer_once_per_batch(count_evaluations):
-    """The default (local) variant's second pass runs every int8 layer once per batch on the fp32
-    run's input: the work of one int8 inference, without chaining the layers."""
+    """The default (local) variant runs, in one module per batch, the fp32 model and every int8
+    layer once on the fp32 run's input: the work of one fp32 and one int8 inference, without
+    chaining the int8 layers."""
     ctx = context(count=5, batch=2)
     ctx.evaluator = count_evaluations
+    ops_before = len(ctx.module.ops)
     ranking = rank_layers("quantunev2", ctx)
     assert ranking.inferences == 2
     runs = count_evaluations.modules
-    assert [m is ctx.module for m in runs] == [True, False] * 3
-    (isolated,) = {id(m): m for m in runs if m is not ctx.module}.values()  # built once
-    int8_ops = [op.name for op in isolated.ops if op.name != "qv.quantize"]
-    assert sorted(int8_ops) == sorted(r.op.replace("qv.", "qv.q") for r in ranking.records)
-    assert len(isolated.outputs) == len(ranking.records) == len(LAYERS)
-    # each layer reads its fp32 input quantized, never another layer's int8 output
-    assert all(op.operands[0].owner.name == "qv.quantize" for op in isolated.ops if op.name != "qv.quantize")
+    assert len(runs) == 3 and all(m is runs[0] for m in runs)  # built once, run once per batch
+    combined = runs[0]
+    int8_ops = [op for op in combined.ops if op.name in ("qv.qconv", "qv.qgemm")]
+    fp32_ops = [op for op in combined.ops if op.name in ("qv.conv", "qv.gemm")]
+    assert len(int8_ops) == len(fp32_ops) == len(ranking.records) == len(LAYERS)
+    # each int8 layer reads an fp32 value quantized, never another layer's int8 output
+    assert all(op.operands[0].owner.name == "qv.quantize" for op in int8_ops)
+    assert all(op.operands[0].owner.operands[0].type.dtype == "f32" for op in int8_ops)
+    # a copy: the analysed module itself is unchanged (one quantize per layer: no two share an input)
+    assert len(ctx.module.ops) == ops_before and len(combined.ops) == ops_before + 2 * len(LAYERS)
 
 
 def test_quantunev2_records_every_metric_and_orders_by_score():

@@ -50,9 +50,9 @@ import numpy as np
 
 from qv2c.ir import quant_math
 from qv2c.ir.builder import Builder
+from qv2c.ir.clone import clone_module
 from qv2c.ir.core import Module, Value
 from qv2c.ir.printer import value_names
-from qv2c.ir.types import TensorType
 from qv2c.passes.layers import layer_macs, layer_name, quantizable_layers
 from qv2c.passes.realize_quant import Realized, _layer_weights, realize_quant
 from qv2c.passes.sensitivity.metrics import ErrorStats, normalise, weight_error
@@ -86,28 +86,35 @@ def rank_quantunev2(ctx: SensitivityContext, variant: str = "local") -> Ranking:
     fp32_names = value_names(ctx.module)
     wanted_f32 = {realized.layer_outputs[n][0] for n in names} | {realized.layer_inputs[n][0] for n in names}
     f32_taps = [v for v in top_level_values(ctx.module) if fp32_names[id(v)] in wanted_f32]
-    if variant == "local":  # inference 2, layer by layer on the fp32 run's inputs
-        int8_module, int_out = isolated_layers(realized, names)
+    if variant == "local":  # both inferences in one module: the fp32 model and each int8 layer on its input
+        combined, mapping, int_out = with_isolated_layers(ctx.module, realized, names)
+        f32_of = {id(mapping[id(v)]): fp32_names[id(v)] for v in f32_taps}
         int_in: dict[str, Value] = {}  # a layer's int8 input is its fp32 input quantized, computed below
-    else:  # inference 2: the chained all-int8 model
-        int8_module = realized.module
+        runs = [(combined, [mapping[id(v)] for v in f32_taps] + list(int_out.values()))]
+    else:  # inference 1: fp32; inference 2: the chained all-int8 model
+        f32_of = {id(v): fp32_names[id(v)] for v in f32_taps}
         int_out = {n: realized.layer_outputs[n][1] for n in names}
         int_in = {n: realized.layer_inputs[n][1] for n in names}
-    int_taps = list({id(v): v for v in (*int_in.values(), *int_out.values())}.values())
+        runs = [(ctx.module, f32_taps), (realized.module, list({id(v): v for v in (*int_in.values(), *int_out.values())}.values()))]
     out_stats = {n: ErrorStats() for n in names}
     in_stats = {n: ErrorStats() for n in names}
     for inputs, valid in ctx.data.batches(ctx.batch):
         ref: dict[str, np.ndarray] = {}
         got: dict[int, np.ndarray] = {}
-        ctx.evaluator.run(ctx.module, inputs, f32_taps, lambda v, a, ref=ref: ref.__setitem__(fp32_names[id(v)], a))
-        feeds = inputs if int8_module is realized.module else {v.name: ref[v.name] for v in int8_module.inputs}
-        ctx.evaluator.run(int8_module, feeds, int_taps, lambda v, a, got=got, valid=valid: got.__setitem__(
-            id(v), as_float(v, a[:valid])))
+
+        def keep(v, a, valid=valid, ref=ref, got=got):
+            if id(v) in f32_of:
+                ref[f32_of[id(v)]] = a[:valid]
+            else:
+                got[id(v)] = as_float(v, a[:valid])
+
+        for module, taps in runs:
+            ctx.evaluator.run(module, inputs, taps, keep)
         for n in names:
             in_name, in_val = realized.layer_inputs[n]
             out_name, _ = realized.layer_outputs[n]
-            x = ref[in_name][:valid]
-            out_stats[n].update(ref[out_name][:valid], got[id(int_out[n])])
+            x = ref[in_name]
+            out_stats[n].update(ref[out_name], got[id(int_out[n])])
             xq = got[id(int_in[n])] if n in int_in else as_float(
                 in_val, quant_math.quantize(x, in_val.type.quant, in_val.type.dtype))
             in_stats[n].update(x, xq)
@@ -131,32 +138,35 @@ def top_level_values(module: Module) -> list[Value]:
     return [*module.inputs, *(r for op in module.ops for r in op.results)]
 
 
-def isolated_layers(realized: Realized, names: list[str]) -> tuple[Module, dict[str, Value]]:
-    """Every int8 layer of `realized` on its own, reading its fp32 input quantized: the layer's
-    own quantization error, none inherited from earlier layers. Returns the module (its inputs
-    are the layers' fp32 inputs, named by their printed names in the fp32 module) and each
-    layer's int8 output in it. One run of it is the work of one int8 inference.
+def with_isolated_layers(module: Module, realized: Realized,
+                         names: list[str]) -> tuple[Module, dict[int, Value], dict[str, Value]]:
+    """A copy of the fp32 `module` that also runs every int8 layer of `realized` on its own,
+    reading its fp32 input quantized: the layer's own quantization error, none inherited from
+    earlier layers. Returns the copy, the map from `module`'s values to the copy's
+    (`ir.clone.clone_module`) and each layer's int8 output (added to the copy's outputs).
+    One run of it is the work of an fp32 and an int8 inference.
 
-        input %x : f32[..]
-        %x_q = qv.quantize(%x) : u8[..]{..}          # once per distinct input
+        %x = ...                                     # the fp32 model, unchanged
+        %x_q = qv.quantize(%x) : u8[..]{..}          # once per distinct layer input
         %y = qv.qconv(%x_q, %w, %b) {act = "relu"}  # the realized layer's attrs and constants
-        output %y, ...
+        output %logits, %y, ...
     """
-    module = Module(f"{realized.module.name}_isolated")
-    b = Builder(module)
+    copy, mapping = clone_module(module)
+    printed = value_names(module)
+    fp32 = {printed[id(v)]: v for v in top_level_values(module)}
+    b = Builder(copy)
     quantized: dict[str, Value] = {}
     outputs: dict[str, Value] = {}
     for n in names:
         in_name, in_val = realized.layer_inputs[n]
         layer = realized.layer_outputs[n][1].owner
         if in_name not in quantized:
-            x = module.add_input(Value(TensorType(in_val.type.shape, "f32"), in_name))
-            quantized[in_name] = b.create("qv.quantize", [x], result_types=[in_val.type]).result
-        consts = [module.add_constant(c.data, c.name, c.type) for c in layer.operands[1:]]
+            quantized[in_name] = b.create("qv.quantize", [mapping[id(fp32[in_name])]], result_types=[in_val.type]).result
+        consts = [copy.add_constant(c.data, c.name, c.type) for c in layer.operands[1:]]
         outputs[n] = b.create(layer.name, [quantized[in_name], *consts], result_types=[layer.result.type],
                               meta=layer.meta, **layer.attrs).result
-    module.outputs = list(outputs.values())
-    return module, outputs
+    copy.outputs += outputs.values()
+    return copy, mapping, outputs
 
 
 def _weight_metrics(op, ctx: SensitivityContext) -> dict[str, float]:
