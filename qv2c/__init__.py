@@ -8,6 +8,7 @@ from qv2c.errors import (
     ModelLoadError,
     ParseError,
     QV2CError,
+    SavedModelError,
     ShapeError,
     UnsupportedOpError,
     VerificationError,
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "compile",
     "CompiledModel",
+    "load",
     "import_onnx",
     "QV2CError",
     "UnsupportedOpError",
@@ -28,6 +30,7 @@ __all__ = [
     "InputError",
     "CalibrationError",
     "ConfigError",
+    "SavedModelError",
 ]
 
 
@@ -36,6 +39,13 @@ def import_onnx(model, batch_size: int | None = None):
     from qv2c.frontend import import_onnx as _import_onnx
 
     return _import_onnx(model, batch_size=batch_size)
+
+
+def load(path, backend: str | None = None):
+    """A `CompiledModel` saved by `model.save(path)`: runs without the ONNX file or calibration data."""
+    from qv2c.saved import load as _load
+
+    return _load(path, backend)
 
 
 def __getattr__(name: str):

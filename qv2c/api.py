@@ -63,7 +63,21 @@ class CompiledModel:
     backend: str = "reference"
     #: what the Numba backend's kernels are generated for (None: `QV2C_TARGET` or the host's best)
     target: TargetSpec | None = None
+    #: how the int8 layers were quantized (None for a fp32 model)
+    scheme: QuantScheme | None = None
     _executable: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def save(self, path) -> None:
+        """Write this model to one file that `qv2c.load(path)` reads back (`qv2c/saved.py`)."""
+        from qv2c.saved import save
+
+        save(self, path)
+
+    def export_onnx(self, path) -> None:
+        """Write this model as a standard ONNX QDQ graph onnxruntime runs (`qv2c/export_onnx.py`)."""
+        from qv2c.export_onnx import export_onnx
+
+        export_onnx(self.module, path)
 
     @property
     def ir(self) -> str:
@@ -221,7 +235,7 @@ def compile(  # noqa: A001 - the public name the project promises
         mixed = realize_quant(runtime, int8_layers, ranges, scheme, placement.removesuffix("+fuse")).module
         _placed(mixed, placement)
         precision_map = {n: ("int8" if n in int8_layers else "fp32") for n in layers}
-        return CompiledModel(mixed, precision_map, ranking, ranges, backend, kernel_target)
+        return CompiledModel(mixed, precision_map, ranking, ranges, backend, kernel_target, scheme)
 
     fp32_model, score = None, None
     if max_accuracy_drop is not None:

@@ -10,6 +10,9 @@ Prints the precision of every layer, the sensitivity ranking, the latency of one
 batch (median of `--runs`; `--profile` adds the slowest kernels), and (for named
 models) top-1 of fp32 and of the compiled program on the evaluation images.
 `--show-source` prints the generated program (Numba backend), `--show-ir` the IR.
+`--save FILE.qv2c` keeps the compiled model (`qv2c.load`); `qv2c-run FILE.qv2c` runs a
+saved one without the ONNX file or calibration data (latency on `--calibration` samples,
+or on random inputs). `--export-onnx FILE.onnx` writes it as an ONNX QDQ graph.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     from qv2c.runtime.kernels.target import TARGETS
 
     p = argparse.ArgumentParser(prog="qv2c-run", description="Compile an ONNX CNN to a mixed int8/fp32 program.")
-    p.add_argument("model", help="ONNX file, or a model name known to qv2c.datasets (e.g. cifar10_resnet18v1)")
+    p.add_argument("model", help="ONNX file, a model name known to qv2c.datasets (e.g. cifar10_resnet18v1), "
+                                 "or a .qv2c file written by --save / model.save()")
     p.add_argument("--data", help="data root (default: $QV2C_DATA)")
     p.add_argument("--calibration", help=".npy file of preprocessed float32 samples [n, ...] (ONNX-path models)")
     p.add_argument("--calibration-count", type=int, default=64, help="calibration images for named models")
@@ -59,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-source", action="store_true", help="print the generated program (numba backend)")
     p.add_argument("--runs", type=int, default=20, help="timed runs of one batch (0: skip timing)")
     p.add_argument("--profile", action="store_true", help="per-kernel timings of one batch (numba backend)")
+    p.add_argument("--save", metavar="FILE", help="write the compiled model here (a .qv2c file qv2c.load reads)")
+    p.add_argument("--export-onnx", metavar="FILE", help="write the compiled model as an ONNX QDQ graph")
     return p
 
 
@@ -76,6 +82,9 @@ def run(args: argparse.Namespace) -> None:
     import qv2c
     from qv2c.datasets import MODELS, load_eval_set, model_path, spread_indices, top1
 
+    if _is_saved_model(args.model):
+        _run_saved(args)
+        return
     named = args.model in MODELS
     if named:
         info = MODELS[args.model]
@@ -101,6 +110,18 @@ def run(args: argparse.Namespace) -> None:
         **_accuracy_target(args, named),
     )
     print(f"compiled {path} in {time.perf_counter() - start:.1f} s ({args.precision}, {args.method})")
+    sample = np.repeat(np.asarray(calibration[:1], np.float32), args.batch_size, axis=0) if calibration is not None \
+        else None
+    _show(args, model, sample)
+    if named and args.eval_count:
+        x, y = load_eval_set(args.model, args.data, indices=spread_indices(args.model, args.eval_count, args.data))
+        reference = qv2c.compile(path, precision="fp32", batch_size=args.batch_size)
+        print(f"\ntop-1 on {len(y)} evaluation images: fp32 {top1(reference(x), y, info.label_offset):.2f} %, "
+              f"compiled {top1(model(x), y, info.label_offset):.2f} %")
+
+
+def _show(args: argparse.Namespace, model, sample: np.ndarray | None) -> None:
+    """What every run prints and writes: precision, ranking, IR/source, latency, profile, saved files."""
     fp32 = [n for n, p in model.precision.items() if p == "fp32"]
     print(f"{len(model.precision)} layers: {len(model.precision) - len(fp32)} int8, {len(fp32)} fp32 {fp32}")
     if model.sensitivity is not None:
@@ -116,17 +137,41 @@ def run(args: argparse.Namespace) -> None:
         if args.backend != "numba":
             raise ConfigError("--show-source needs --backend numba (the reference backend generates no code)")
         print(model.source)
-    sample = np.repeat(np.asarray(calibration[:1], np.float32), args.batch_size, axis=0) if calibration is not None \
-        else None
     if sample is not None and args.runs > 0:
         _report_latency(model, sample, args.runs)
     if sample is not None and args.profile:
         _report_profile(model, sample, args.backend)
-    if named and args.eval_count:
-        x, y = load_eval_set(args.model, args.data, indices=spread_indices(args.model, args.eval_count, args.data))
-        reference = qv2c.compile(path, precision="fp32", batch_size=args.batch_size)
-        print(f"\ntop-1 on {len(y)} evaluation images: fp32 {top1(reference(x), y, info.label_offset):.2f} %, "
-              f"compiled {top1(model(x), y, info.label_offset):.2f} %")
+    if args.save:
+        model.save(args.save)
+        print(f"\nsaved the compiled model to {args.save} (run it with: qv2c-run {args.save})")
+    if args.export_onnx:
+        model.export_onnx(args.export_onnx)
+        print(f"\nwrote the ONNX QDQ graph to {args.export_onnx}")
+
+
+def _is_saved_model(model: str) -> bool:
+    """A file written by `model.save()`: named *.qv2c, or any zip archive (ONNX files are protobuf, never zips)."""
+    path = Path(model)
+    if path.suffix == ".qv2c":
+        return True
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _run_saved(args: argparse.Namespace) -> None:
+    import qv2c
+
+    model = qv2c.load(args.model, backend=args.backend)
+    print(f"loaded {args.model} (saved by qv2c; no ONNX file or calibration data needed)")
+    if args.calibration:
+        sample = _load_npy(args.calibration)[: model.batch_size].astype(np.float32)
+    else:
+        shape = model.module.inputs[0].type.shape
+        sample = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    _show(args, model, sample)
 
 
 def _report_latency(model, x: np.ndarray, runs: int) -> None:

@@ -41,3 +41,7 @@ class CalibrationError(QV2CError):
 
 class ConfigError(QV2CError):
     """An option passed to `qv2c.compile` is invalid (unknown layer, bad k, ...)."""
+
+
+class SavedModelError(QV2CError):
+    """A saved model file (`qv2c.load`) is missing, corrupt, truncated, of a newer format or not one at all."""
