@@ -189,14 +189,18 @@ def test_not_a_qv2c_file_is_one_line(saved, tmp_path, what):
 
 
 def test_cli_saves_runs_and_rejects_a_corrupt_file(tmp_path):
-    """`qv2c-run MODEL --save F`, then `qv2c-run F` in a fresh process; a corrupt F is exit code 2, one line."""
+    """`qv2c-run MODEL --save F --export-onnx G`, then `qv2c-run F` in a fresh process; a corrupt F is exit
+    code 2, one line."""
     _data()
     from qv2c.cli import main
 
     saved = tmp_path / "zoo.qv2c"
     assert main(["cifar10_squeezenet1_1", "--precision", "int8", "--calibration-count", "8", "--eval-count", "0",
                  "--runs", "0", "--backend", "reference", "--analysis-backend", "reference",
-                 "--save", str(saved)]) == 0
+                 "--save", str(saved), "--export-onnx", str(tmp_path / "zoo.onnx")]) == 0
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(tmp_path / "zoo.onnx")))
     run = [sys.executable, "-m", "qv2c.cli"]
     out = subprocess.run([*run, str(saved), "--backend", "reference", "--runs", "1"], capture_output=True,
                          text=True, timeout=300)
