@@ -30,7 +30,7 @@ from qv2c.ir.core import Module
 from qv2c.ir.interpreter import check_inputs
 from qv2c.runtime.buffer_plan import materialize, plan_buffers
 from qv2c.runtime.kernels import prepare as prepare_kernels
-from qv2c.runtime.loader import LoadedProgram
+from qv2c.runtime.loader import LoadedProgram, bind_entry_points
 from qv2c.runtime.precompile import kernel_jobs, precompile
 from qv2c.runtime.program import Program
 
@@ -57,6 +57,7 @@ class Executable:
         self._arena, self._buffers = materialize(self.program, self.plan)
         self._consts = tuple(c.data for c in self.program.consts)
         self._loaded = loaded
+        self._bound = False  # kernels called through their entry points (after the first run)
         precompile(kernel_jobs(self.program, self._buffers, self._consts))
 
     @property
@@ -90,7 +91,8 @@ class Executable:
     def _run(self, inputs: dict[str, np.ndarray], profile: bool) -> tuple[list[np.ndarray], list[float]]:
         arrays = check_inputs(self.module, inputs)
         for (_, slot, _, _), a in zip(self.program.inputs, arrays):
-            self._buffers[slot] = np.ascontiguousarray(a)
+            # the types the kernels were compiled for on the first run (`bind_entry_points`)
+            self._buffers[slot] = np.require(a, requirements=("C_CONTIGUOUS", "ALIGNED", "WRITEABLE"))
         times = [0.0] * len(self.program.kernels) if profile else []
         try:
             if profile:
@@ -98,6 +100,9 @@ class Executable:
             else:
                 self._loaded.run(self._buffers, self._consts)
             outputs = [self._buffers[bid].copy() for _, bid in self.program.outputs]
+            if not self._bound:
+                bind_entry_points(self._loaded)
+                self._bound = True
         finally:
             for _, slot, _, _ in self.program.inputs:
                 self._buffers[slot] = None  # do not keep the caller's arrays alive

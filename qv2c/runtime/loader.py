@@ -8,7 +8,8 @@ A program file (written by `qv2c/codegen/render.py`) starts with two header line
 `read_valid` accepts a file only if both match (a corrupt, truncated or hand-edited file is
 rejected, and the caller renders it again); `import_source` executes the text as a module and
 returns its `run` / `run_profiled` entry points.  This is all the runtime needs to run a saved
-program, without the compiler.
+program, without the compiler.  After a program's first successful run, `bind_entry_points` lets
+its calls skip Numba's dispatcher.
 
 Cache: `$QV2C_CACHE_DIR` or `~/.cache/qv2c/`, file `program_<key>.py`.
 """
@@ -83,3 +84,24 @@ def import_source(text: str, path: Path | None) -> LoadedProgram:
     module.__file__ = filename
     exec(compile(text, filename, "exec"), module.__dict__)
     return LoadedProgram(module.run, module.run_profiled, text, path)
+
+
+def bind_entry_points(loaded: LoadedProgram) -> int:
+    """Rebind every kernel the program's module calls that has exactly one compiled specialisation to
+    that specialisation's entry point; returns how many were rebound.
+
+    A call through a Numba dispatcher first types each argument and looks the signature up, which for
+    a conv call's ~25 arguments is about a third of its fixed cost; the entry point only unboxes.  Call
+    this only after the program has run once: then every call site has compiled its specialisation, so
+    a kernel with a single one has the one all of this program's calls use (a kernel called with two
+    signatures keeps its dispatcher).  The buffers keep their types from run to run (the executable
+    checks the inputs' dtype and shape and makes them C-contiguous, aligned and writeable)."""
+    from numba.core.dispatcher import Dispatcher
+
+    scope = loaded.run.__globals__
+    bound = 0
+    for name, fn in list(scope.items()):
+        if isinstance(fn, Dispatcher) and len(fn.overloads) == 1:
+            scope[name] = next(iter(fn.overloads.values())).entry_point
+            bound += 1
+    return bound
