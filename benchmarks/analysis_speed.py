@@ -228,7 +228,7 @@ def main() -> None:
     results = {}
     for name in filter(None, args.models.split(",")):
         results[name] = measure(name, args.repeats, name in loo)
-        print(name, json.dumps(results[name])[:400], flush=True)
+        print(name, json.dumps(results[name]), flush=True)
     jit = {args.jit_model: jit_times(args.jit_model)} if args.jit_model else {}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "analysis_speed.json").write_text(json.dumps({"results": results, "jit": jit}, indent=1))

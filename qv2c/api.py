@@ -175,7 +175,7 @@ def compile(  # noqa: A001 - the public name the project promises
     batch_size: int = 1,
     placement: str = "boundary+fuse",
     backend: str = "numba",
-    analysis_backend: str = "numba",
+    analysis_backend: str = "reference",
     analysis_batch: int | None = None,
     seed: int = 0,
     target: str | None = None,
@@ -189,9 +189,10 @@ def compile(  # noqa: A001 - the public name the project promises
     arrays or dicts) used to calibrate ranges and to rank layers.  `target`: the instruction set the
     Numba backend generates kernels for ("generic", "avx2", "avx512", "avx512-vnni"; default
     `QV2C_TARGET` or the best this CPU has; one this CPU lacks still runs, emulated where needed).
-    `analysis_backend`: what calibration and the sensitivity inferences run on: "numba" (the
-    generated code, with taps on the tensors an analysis reads) or "reference" (the NumPy
-    interpreter, which defines every op; fp32 sums differ in rounding between the two).
+    `analysis_backend`: what calibration and the sensitivity inferences run on: "reference" (the
+    NumPy interpreter, which defines every op) or "numba" (the generated code, with taps on the
+    tensors an analysis reads; fp32 sums differ in rounding from the interpreter's). The default
+    stays "reference" until benchmarks/analysis_speed.py shows "numba" faster on every model.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, not {precision!r}")

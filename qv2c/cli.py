@@ -1,5 +1,6 @@
 """`qv2c-run`: compile a model, show what was decided, and measure it.
 
+    qv2c-run                                             # the CNN and images embedded in qv2c
     qv2c-run cifar10_resnet18v1 --fp32-layers 2          # a model from QV2C_DATA by name
     qv2c-run path/to/model.onnx --calibration calib.npy --precision int8 --dump-ir out/
 
@@ -36,12 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     from qv2c.runtime.kernels.target import TARGETS
 
     p = argparse.ArgumentParser(prog="qv2c-run", description="Compile an ONNX CNN to a mixed int8/fp32 program.")
-    p.add_argument("model", help="ONNX file, a model name known to qv2c.datasets (e.g. cifar10_resnet18v1), "
-                                 "or a .qv2c file written by --save / model.save()")
+    p.add_argument("model", nargs="?", help="ONNX file, a model name known to qv2c.datasets (e.g. cifar10_resnet18v1), "
+                                            "or a .qv2c file written by --save / model.save(); none: compare fp32, int8 "
+                                            "and mixed on the CNN and CIFAR-10 images embedded in qv2c (qv2c/default)")
     p.add_argument("--data", help="data root (default: $QV2C_DATA)")
     p.add_argument("--calibration", help=".npy file of preprocessed float32 samples [n, ...] (ONNX-path models)")
     p.add_argument("--calibration-count", type=int, default=64, help="calibration images for named models")
-    p.add_argument("--eval-count", type=int, default=500, help="evaluation images for named models (0: skip)")
+    p.add_argument("--eval-count", type=int, help="evaluation images for named models (default 500; 0: skip), "
+                                                  "or of the embedded ones (default all 1000)")
     p.add_argument("--precision", choices=PRECISIONS, default="mixed")
     p.add_argument("--method", choices=sorted(METHODS), default="quantunev2")
     p.add_argument("--fp32-layers", type=int, help="keep the k most sensitive layers in fp32")
@@ -51,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-kind", choices=SCALE_KINDS, default="float")
     p.add_argument("--placement", choices=API_PLACEMENTS, default="boundary+fuse")
     p.add_argument("--backend", choices=BACKENDS, default="numba")
-    p.add_argument("--analysis-backend", choices=ANALYSIS_BACKENDS, default="numba",
-                   help="what calibration and the sensitivity runs execute on (reference: the NumPy interpreter)")
+    p.add_argument("--analysis-backend", choices=ANALYSIS_BACKENDS, default="reference",
+                   help="what calibration and the sensitivity runs execute on (numba: the generated code)")
     p.add_argument("--target", choices=sorted(TARGETS),
                    help="instruction set the kernels are generated for (default: $QV2C_TARGET or this CPU's best)")
     p.add_argument("--keep-fp32", nargs="*", default=[], metavar="LAYER")
@@ -82,6 +85,12 @@ def run(args: argparse.Namespace) -> None:
     import qv2c
     from qv2c.datasets import MODELS, load_eval_set, model_path, spread_indices, top1
 
+    if args.model is None:
+        from qv2c.default.compare import compare
+
+        compare(**_default_options(args))
+        return
+    args.eval_count = 500 if args.eval_count is None else args.eval_count
     if _is_saved_model(args.model):
         _run_saved(args)
         return
@@ -196,6 +205,16 @@ def _report_profile(model, x: np.ndarray, backend: str, top: int = 10) -> None:
     print(f"\nslowest kernels of one run ({total * 1e3:.2f} ms in {len(times)} kernel calls):")
     for t in sorted(times, key=lambda t: -t.seconds)[:top]:
         print(f"  {t.seconds * 1e3:8.3f} ms {t.seconds / total:6.1%}  {t.kernel.split(':')[1]:<28} {t.label}")
+
+
+def _default_options(args: argparse.Namespace) -> dict:
+    """The options of the no-model comparison (`qv2c.default.compare`) from the command line."""
+    from qv2c.default.compare import DEFAULT_FP32_LAYERS
+
+    return dict(fp32_layers=DEFAULT_FP32_LAYERS if args.fp32_layers is None else args.fp32_layers,
+                eval_count=args.eval_count, calibration_count=args.calibration_count, runs=args.runs,
+                method=args.method, weight_granularity=args.weight_granularity, scale_kind=args.scale_kind,
+                calibration_method=args.calibration_method, analysis_backend=args.analysis_backend, target=args.target)
 
 
 def _accuracy_target(args: argparse.Namespace, named: bool) -> dict:
