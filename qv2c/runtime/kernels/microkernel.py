@@ -273,18 +273,19 @@ def _vnni_dot(builder, acc, xq, wq, lanes, vnni):
     return acc
 
 
-def _accumulate(builder, kind, rows, args, target):
-    """Emit the tap/channel loops; return acc[r][v] (`lanes`-wide <float> or <i32> vectors, v < 16 / lanes)."""
+def _accumulate(builder, kind, rows, args, target, start=None):
+    """Emit the tap/channel loops; return acc[r][v] (`lanes`-wide <float> or <i32> vectors, v < 16 / lanes),
+    each starting from `start[v]` (`_bias_start`), or from zero."""
     lanes = target.lanes
     nvec = PANEL // lanes
     ksplit = _ksplit(kind, rows, nvec)
     vt = _vec(_F32 if kind == "f32" else _I32, lanes)
     zero = ir.Constant(vt, None)
     slots = [[[cgutils.alloca_once(builder, vt) for _ in range(nvec)] for _ in range(rows)] for _ in range(ksplit)]
-    for s in slots:
-        for row in s:
-            for slot in row:
-                builder.store(zero, slot)
+    for s, partial in enumerate(slots):
+        for row in partial:
+            for j, slot in enumerate(row):
+                builder.store(start[j] if start is not None and s == 0 else zero, slot)
     a, b = args["a"], args["b"]
     rowoff, tapoff = args["rowoff"], args["tapoff"]
     bbase = builder.gep(b, [args["b_off"]])
@@ -484,10 +485,10 @@ def _shift_requant(builder, v, factors):
     return builder.sitofp(builder.shl(r, left), _vf(n))
 
 
-def _requant(builder, acc_rj, bias_j, factors, tlo, thi):
+def _requant(builder, v, factors, tlo, thi):
     """The requantized level minus the zero point, clamped to [tlo, thi], as <n x float> (exact small
-    integers): rint(clamp(f32(acc + b) * M, tlo, thi)), or with shift factors the integer shift."""
-    v = builder.add(acc_rj, bias_j)
+    integers): rint(clamp(f32(v) * M, tlo, thi)) of an accumulator v that holds its bias, or with shift
+    factors the integer shift."""
     if not isinstance(factors, tuple):
         scaled = builder.fmul(builder.sitofp(v, _vf(v.type.count)), factors)
         return _rint(builder, _clamp(builder, scaled, tlo, thi))
@@ -511,7 +512,6 @@ def _rint_plus(builder, v, zero_point):
 
 def _epilogue_requant(builder, kind, acc, args):
     n = _width(acc)
-    bias = [_channel_vectors(builder, args, "bias", j, n) for j in range(len(acc[0]))]
     mult = [_requant_factors(builder, args, j, n) for j in range(len(acc[0]))]
     zy = _splat(builder, _vf(n), args["zy"])
     out_dtype = args["out.dtype"]
@@ -523,24 +523,23 @@ def _epilogue_requant(builder, kind, acc, args):
         for j in range(len(acc[r])):
             dst = builder.gep(args["out"], [builder.add(off, _c64(n * j))])
             if magic:
-                scaled = builder.fmul(builder.sitofp(builder.add(acc[r][j], bias[j]), _vf(n)), mult[j])
+                scaled = builder.fmul(builder.sitofp(acc[r][j], _vf(n)), mult[j])
                 q = _rint_plus(builder, _clamp(builder, scaled, args["tlo"], args["thi"]), args["zy"])
                 _vstore(builder, builder.trunc(q, ir.VectorType(ir.IntType(out_dtype.bitwidth), n)), dst, 1)
                 continue
-            q = builder.fadd(_requant(builder, acc[r][j], bias[j], mult[j], args["tlo"], args["thi"]), zy)
+            q = builder.fadd(_requant(builder, acc[r][j], mult[j], args["tlo"], args["thi"]), zy)
             _store_ints(builder, q, dst, out_dtype)
     _for_rows(builder, len(acc), args, row_fn)
 
 
 def _epilogue_requant_add(builder, kind, acc, args):
     n = _width(acc)
-    bias = [_channel_vectors(builder, args, "bias", j, n) for j in range(len(acc[0]))]
     mult = [_requant_factors(builder, args, j, n) for j in range(len(acc[0]))]
     s1, zr, sr, sy, zy = (_splat(builder, _vf(n), args[name]) for name in ("s1", "zr", "sr", "sy", "zy"))
 
     def row_fn(r, off):
         for j in range(len(acc[r])):
-            q1 = _requant(builder, acc[r][j], bias[j], mult[j], args["tlo"], args["thi"])
+            q1 = _requant(builder, acc[r][j], mult[j], args["tlo"], args["thi"])
             rv = _load_as_float(builder, builder.gep(args["res"], [builder.add(off, _c64(n * j))]),
                                 args["res.dtype"], n)
             s = builder.fadd(builder.fmul(q1, s1), builder.fmul(builder.fsub(rv, zr), sr))
@@ -552,14 +551,13 @@ def _epilogue_requant_add(builder, kind, acc, args):
 
 def _epilogue_dequant(builder, kind, acc, args):
     n = _width(acc)
-    bias = [_channel_vectors(builder, args, "bias", j, n) for j in range(len(acc[0]))]
     scale = [_channel_vectors(builder, args, "scale", j, n) for j in range(len(acc[0]))]
     fbias = [_channel_vectors(builder, args, "fbias", j, n) for j in range(len(acc[0]))]
 
     def emit(with_res):
         def row_fn(r, off):
             for j in range(len(acc[r])):
-                v = builder.fmul(builder.sitofp(builder.add(acc[r][j], bias[j]), _vf(n)), scale[j])
+                v = builder.fmul(builder.sitofp(acc[r][j], _vf(n)), scale[j])
                 v = builder.fadd(v, fbias[j])
                 if with_res:
                     v = builder.fadd(v, _vload(builder, builder.gep(args["res"], [builder.add(off, _c64(n * j))]),
@@ -579,9 +577,22 @@ _EPILOGUES = {"raw": _epilogue_raw, "f32": _epilogue_f32, "f32_quant": _epilogue
               "requant_add": _epilogue_requant_add, "dequant": _epilogue_dequant}
 
 
+#: the int8 epilogues, whose accumulators start from the int32 bias (`_bias_start`)
+_BIASED_START = ("requant", "requant_add", "dequant")
+
+
+def _bias_start(builder, kind, epilogue, args, lanes, nvec):
+    """The starting accumulator vectors of an int8 kernel with a bias-adding epilogue: its bias, lanes
+    ch_off + lanes * j (one vector add per output vector less in every epilogue); None otherwise."""
+    if kind == "f32" or epilogue not in _BIASED_START:
+        return None
+    return [_channel_vectors(builder, args, "bias", j, lanes) for j in range(nvec)]
+
+
 def _block(builder, kind, rows, epilogue, args, target):
     """One block: accumulate `rows` rows, then the epilogue (rows >= args['nvalid'] not stored)."""
-    acc = _accumulate(builder, kind, rows, args, target)
+    start = _bias_start(builder, kind, epilogue, args, target.lanes, PANEL // target.lanes)
+    acc = _accumulate(builder, kind, rows, args, target, start)
     _EPILOGUES[epilogue](builder, kind, acc, args)
 
 
@@ -681,7 +692,7 @@ _DW_ARGS = (("npix", "int"), ("x", "arr"), ("x_off", "int"), ("xstep", "int"), (
 _DW_PIXELS = 4
 
 
-def _dw_accumulate(builder, kind, rows, nvec, args):
+def _dw_accumulate(builder, kind, rows, nvec, args, start=None):
     """acc[r] for `rows` pixels: one vector of 8 * nvec channels per pixel, summed over the taps.
 
     One vector of 16 lanes rather than two of 8: on AVX-512 it is one zmm operation, and where the
@@ -691,7 +702,7 @@ def _dw_accumulate(builder, kind, rows, nvec, args):
     vt = _vf(lanes) if kind == "f32" else _vi(lanes)
     slots = [cgutils.alloca_once(builder, vt) for _ in range(rows)]
     for slot in slots:
-        builder.store(ir.Constant(vt, None), slot)
+        builder.store(start[0] if start is not None else ir.Constant(vt, None), slot)
     xbase = builder.gep(args["x"], [args["x_off"]])
     wbase = builder.gep(args["w"], [args["w_off"]])
     xdtype = args["x.dtype"]
@@ -727,13 +738,14 @@ def _emit_dw(builder, kind, nvec, epilogue, args):
                                 o_off=builder.add(args["o_off"], builder.mul(first, args["ldo"])),
                                 nvalid=_c64(_DW_PIXELS))
 
+    start = _bias_start(builder, kind, epilogue, args, 8 * nvec, 1)
     with cgutils.for_range(builder, nblk) as loop:
         a = at(builder.mul(loop.index, _c64(_DW_PIXELS)))
-        _EPILOGUES[epilogue](builder, kind, _dw_accumulate(builder, kind, _DW_PIXELS, nvec, a), a)
+        _EPILOGUES[epilogue](builder, kind, _dw_accumulate(builder, kind, _DW_PIXELS, nvec, a, start), a)
     done = builder.mul(nblk, _c64(_DW_PIXELS))
     with cgutils.for_range(builder, builder.sub(npix, done)) as loop:
         a = at(builder.add(done, loop.index))
-        _EPILOGUES[epilogue](builder, kind, _dw_accumulate(builder, kind, 1, nvec, a), a)
+        _EPILOGUES[epilogue](builder, kind, _dw_accumulate(builder, kind, 1, nvec, a, start), a)
 
 
 def _make_dw(kind: str, nvec: int, epilogue: str):
