@@ -16,6 +16,10 @@ only wraps ordinary ops, so inlining gives back exactly the pre-fuse realize-qua
 exporting the final IR means a model loaded from a saved file (which keeps only the final
 IR) exports the same graph.
 
+An fp32 conv/gemm reading an int8 tensor gets it dequantized by Cast/Sub/Mul (the same arithmetic
+as DequantizeLinear), not by DequantizeLinear: onnxruntime treats DequantizeLinear -> Conv ->
+QuantizeLinear as a layer to run in int8 and would quantize the weights of qv2c's fp32 layers.
+
 Integer requantization (`qv.requantize`, the epilogue of `qv.qconv` / `qv.qgemm`) becomes
 DequantizeLinear + QuantizeLinear; data-movement ops (max-pool, concat, reshape, transpose,
 channel permutation, pad) run on the integer tensor, as in qv2c. onnxruntime's numerics
@@ -205,11 +209,43 @@ class _Exporter:
         """An op that runs on its operand as it is (float or integer codes alike)."""
         self.node(onnx_op, [*(self.name(v) for v in op.operands), *extra], [self.names[id(op.results[0])]], **attrs)
 
+    def plain_float_of(self, v: Value) -> str:
+        """The float tensor `v` stands for, dequantized by Cast, Sub and Mul (DequantizeLinear's own arithmetic:
+        (q - zp) * s in float32, exact up to the one rounding of the product) instead of DequantizeLinear.
+
+        For the input of an fp32 conv/gemm: onnxruntime (>= 1.21, `WeightBiasQuantization`) reads
+        DequantizeLinear -> Conv/Gemm -> [Relu/Clip] -> QuantizeLinear as a layer meant to be int8 and
+        quantizes its float weights per tensor, which would undo the precision plan for exactly the
+        layers qv2c kept fp32 because they are the most sensitive."""
+        v = self.resolve(v)
+        if v.owner is not None and v.owner.name == "qv.dequantize":
+            v = self.resolve(v.owner.operands[0])
+        if v.type.dtype == "f32":
+            return self.name(v)
+        q = v.type.quant
+        if q is None or q.axis is not None:
+            return self.float_of(v)
+        src = self.name(v)
+        cast = self.fresh(src + "/cast")
+        self.node("Cast", [src], [cast], to=_elem_type("f32"))
+        if q.zero_point[0]:
+            shifted = self.fresh(src + "/minus_zp")
+            self.node("Sub", [cast, self.const(src + "/zp", np.array(q.zero_point[0], np.float32))], [shifted])
+            cast = shifted
+        out = self.fresh(src + "/dequantized")
+        self.node("Mul", [cast, self.const(src + "/scale", np.array(q.scale[0], np.float32))], [out])
+        return out
+
+    def _fp32_layer(self, op: Op, onnx_op: str) -> None:
+        x, *rest = op.operands
+        self.node(onnx_op, [self.plain_float_of(x), *(self.float_of(v) for v in rest)], [self.names[id(op.result)]],
+                  **_attrs(op.attrs))
+
     def op_conv(self, op: Op) -> None:
-        self.node("Conv", [self.float_of(v) for v in op.operands], [self.names[id(op.result)]], **_attrs(op.attrs))
+        self._fp32_layer(op, "Conv")
 
     def op_gemm(self, op: Op) -> None:
-        self.node("Gemm", [self.float_of(v) for v in op.operands], [self.names[id(op.result)]], **_attrs(op.attrs))
+        self._fp32_layer(op, "Gemm")
 
     def op_clip(self, op: Op) -> None:
         name = self.names[id(op.result)]

@@ -90,6 +90,23 @@ def test_onnxruntime_runs_the_qdq_graph_exactly_as_qv2c_on_the_small_model(small
     assert (fused.argmax(1) == want.argmax(1)).mean() >= 0.95
 
 
+def test_onnxruntime_keeps_the_fp32_layer_fp32(small, tmp_path):
+    """After onnxruntime's own graph optimizations, exactly qv2c's int8 layers run as its integer kernels: the
+    fp32 conv between two int8 ones is not turned int8 (onnxruntime quantizes the float weights of a
+    DequantizeLinear -> Conv -> QuantizeLinear group, so the export must not form one around it)."""
+    import onnxruntime as ort
+
+    model, path = small
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    int8 = [n for n, p in model.precision.items() if p == "int8"]
+    assert model.precision["conv2"] == "fp32" and len(int8) == 3  # conv1, conv3, fc
+    assert ops.count("QLinearConv") + ops.count("QGemm") == len(int8)
+
+
 def test_a_loaded_model_exports_the_same_graph(small, tmp_path):
     model, path = small
     model.save(tmp_path / "m.qv2c")
