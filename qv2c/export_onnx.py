@@ -39,7 +39,7 @@ from qv2c.errors import SavedModelError, UnsupportedOpError
 from qv2c.ir.core import Module, Op, Value
 from qv2c.ir.fused import FUSED
 from qv2c.ir.printer import value_names
-from qv2c.ir.quant_math import quantize
+from qv2c.ir.quant_math import qrange, quantize
 from qv2c.ir.types import QuantParams
 
 OPSET = 17
@@ -314,7 +314,7 @@ class _Exporter:
     def finish(self, op: Op, out: str) -> None:
         """The activation epilogue of an integer op, then QuantizeLinear onto its result."""
         act = _ACT[op.attrs.get("act", "none")]
-        if act is not None:
+        if act is not None and not _saturation_covers(op.result, *act):
             out = self.clamp(out, self.names[id(op.result)], *act)
         self.quantize_to(out, op.result)
 
@@ -342,6 +342,17 @@ class _Exporter:
     def op_qclip(self, op: Op) -> None:
         out = self.clamp(self.float_of(op.operands[0]), self.names[id(op.result)], op.attrs["min"], op.attrs["max"])
         self.quantize_to(out, op.result)
+
+
+def _saturation_covers(r: Value, lo: float, hi: float) -> bool:
+    """Whether QuantizeLinear onto `r`'s type already clamps as the activation [lo, hi] would: qv2c clamps
+    codes to [quantize(lo), quantize(hi)], a no-op when those are the dtype's bounds. Leaving such a
+    Relu/Clip out keeps the graph a plain DQ -> Conv -> Q group, which onnxruntime runs as its integer
+    QLinearConv (it removes a Clip itself only when the float range of the codes lies inside [lo, hi],
+    which a relu6 output quantized with scale 6/255 misses by a rounding)."""
+    codes = quantize(np.asarray([lo, hi], np.float32), r.type.quant, r.type.dtype)
+    qmin, qmax = qrange(r.type.dtype)
+    return int(codes[0]) <= qmin and int(codes[1]) >= qmax
 
 
 def _attrs(attrs: dict) -> dict:

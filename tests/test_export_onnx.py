@@ -107,6 +107,44 @@ def test_onnxruntime_keeps_the_fp32_layer_fp32(small, tmp_path):
     assert ops.count("QLinearConv") + ops.count("QGemm") == len(int8)
 
 
+_RELU6_CNN = """
+agraph (float[N,3,8,8] x) => (float[N,10] y) {
+  [conv1] c1 = Conv <pads = [1, 1, 1, 1]> (x, w1, b1)
+  r1 = Clip (c1, lo, hi)
+  [conv2] c2 = Conv <pads = [1, 1, 1, 1]> (r1, w2, b2)
+  r2 = Clip (c2, lo, hi)
+  g = GlobalAveragePool (r2)
+  f = Flatten (g)
+  [fc] y = Gemm <transB = 1> (f, wf, bf)
+}
+"""
+
+
+def test_relu6_layers_run_as_onnxruntime_integer_kernels(tmp_path):
+    """ReLU6 outputs that reach 6 get scale 6/255: the saturation of QuantizeLinear then clamps as ReLU6 does,
+    so the export leaves the Clip out and onnxruntime fuses every int8 layer into QLinearConv/QGemm (with the
+    Clip in, it keeps one whose range exceeds 6 by a rounding and runs those convs in float)."""
+    import onnxruntime as ort
+    from onnx_text import model as onnx_model
+    from onnx_text import rand
+
+    net = onnx_model(_RELU6_CNN, w1=4 * rand(8, 3, 3, 3), b1=rand(8, seed=1), w2=rand(8, 8, 3, 3, seed=2),
+                     b2=rand(8, seed=3), wf=rand(10, 8, seed=4), bf=rand(10, seed=5),
+                     lo=np.float32(0), hi=np.float32(6))
+    x = images(16, seed=2)
+    compiled = qv2c.compile(net, x, precision="int8", backend="reference", analysis_backend="reference",
+                            batch_size=4)
+    assert compiled.ranges and max(hi for _, hi in compiled.ranges.values()) >= 6.0
+    compiled.export_onnx(tmp_path / "m.onnx")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(tmp_path / "m.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert ops.count("QLinearConv") == 2 and ops.count("QGemm") == 1, ops
+    np.testing.assert_array_equal(onnxruntime_outputs(tmp_path / "m.onnx", x, 4, optimize=False), compiled(x))
+
+
 def test_a_loaded_model_exports_the_same_graph(small, tmp_path):
     model, path = small
     model.save(tmp_path / "m.qv2c")
