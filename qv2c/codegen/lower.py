@@ -7,7 +7,8 @@ One pass over the top-level ops, in program order:
   becomes one call of a hand-written kernel with its epilogue
   (`qv2c/runtime/kernels/`): weights packed once here, per-channel multipliers and
   int32 biases computed here, everything else a literal;
-- an elementwise `qv.fused` chain runs its body ops one by one;
+- an elementwise `qv.fused` chain becomes one generated kernel (`elementwise.py`), or, where an op
+  of it has no per-element step there, runs its body ops one by one;
 - every other op is lowered by `standalone.py` to a small kernel of
   `qv2c/runtime/ops_*.py`; if none fits, lowering fails naming the op (`fallback`),
   unless the debugging backend (`runtime/fallback.py`) runs it through its reference.
@@ -40,6 +41,7 @@ import math
 
 import numpy as np
 
+from qv2c.codegen.elementwise import chain_of
 from qv2c.codegen.kernel_desc import Epilogue, KernelDesc
 from qv2c.codegen.layout import physical_shape, step_shape
 from qv2c.codegen.standalone import LOWERERS, quant_of
@@ -50,9 +52,8 @@ from qv2c.ir.printer import value_names
 from qv2c.ir.quant_math import activation_bounds, bias_scales, qrange, requantize_multiplier, requantize_shifts
 from qv2c.runtime.kernels import packing
 from qv2c.runtime.kernels.target import TargetSpec, selected_target
-from qv2c.runtime.program import KERNELS as _K
-from qv2c.runtime.program import RUNTIME as _R
 from qv2c.runtime.program import (
+    GENERATED,
     TO_NHWC,
     Arg,
     Buf,
@@ -63,6 +64,8 @@ from qv2c.runtime.program import (
     Program,
     apply_view,
 )
+from qv2c.runtime.program import KERNELS as _K
+from qv2c.runtime.program import RUNTIME as _R
 
 #: elements touched (times window taps for pools) from which a simple kernel runs its parallel loop.
 #: 512 k while idle workers slept at once (a wake-up cost ~50 us); with them spinning between kernels
@@ -147,6 +150,8 @@ class _Lowerer:
         self._views: dict[tuple, Buf | Const] = {}
         self._no_residual: Const | None = None
         self.label = ""
+        #: kernels generated for this program: function name -> source (`elementwise.py`)
+        self.generated: dict[str, str] = {}
 
     # -- driver ----------------------------------------------------------------------
     def run(self) -> Program:
@@ -155,7 +160,7 @@ class _Lowerer:
             self.lower_op(op)
         outputs = [self.egress(v) for v in self.module.outputs]
         return Program(self.module.name, tuple(self.kernels), tuple(self.buffers), tuple(self.consts),
-                       tuple(inputs), tuple(outputs))
+                       tuple(inputs), tuple(outputs), tuple(sorted(self.generated.items())))
 
     def lower_op(self, op: Op) -> None:
         node = op.meta.get("onnx_node")
@@ -176,11 +181,26 @@ class _Lowerer:
             self.alias[id(inner)] = self.resolve(outer)
         if parts.anchor is not None and self.lower_anchor(op, parts, op.body.inputs):
             return
+        if parts.anchor is None and self.lower_chain(op):
+            return
         label = self.label
         for inner_op in op.body.ops:
             self.lower_op(inner_op)
             self.label = label
         self.where[id(op.result)] = self.operand(op.body.outputs[0])
+
+    def lower_chain(self, op: Op) -> bool:
+        """An elementwise `qv.fused` chain as one generated kernel (False: not every op has a step)."""
+        chain = chain_of(op.body.ops)
+        if chain is None or op.body.outputs[0] is not op.body.ops[-1].result:
+            return False
+        x, out = self.operand(op.body.ops[0].operands[0]), self.result_buf(op)
+        self.generated.setdefault(chain.name, chain.source())
+        args = [("x", self.flat(x)), ("out", self.flat(out))]
+        args += list(zip(chain.param_names, chain.params))
+        self.emit(f"{GENERATED}:{chain.name}", args + [("parallel", self.parallel(op.result.type.size))],
+                  [self.flat(out)])
+        return True
 
     # -- values, buffers, constants ---------------------------------------------------------
     def resolve(self, v: Value) -> Value:

@@ -49,7 +49,10 @@ def render(program: Program) -> str:
     lines = [f'"""Kernel program of module @{program.name}: {len(program.kernels)} kernel calls, '
              f'{len(program.buffers)} buffers, {len(program.consts)} constants."""', "",
              "from math import inf, nan  # noqa: F401 (literals)"]
-    lines += [f"from {module} import {fn}" for fn, module in sorted(functions.items(), key=lambda kv: kv[::-1])]
+    lines += [f"from {module} import {fn}" for fn, module in sorted(functions.items(), key=lambda kv: kv[::-1])
+              if module != program_format.GENERATED]
+    for name, source in program.generated:
+        lines += ["", "", f"# -- generated kernel {name} (codegen/elementwise.py) --", source.rstrip("\n")]
     lines += ["", "# buffers (physical shape and layout; views share their base's memory):"]
     for buf in program.buffers:
         base = f" view of b[{buf.base}] {list(buf.view)}" if buf.base is not None else ""
@@ -87,7 +90,7 @@ def _literal(a: Arg) -> str:
 
 
 #: the files whose code decides what a Program renders to: their digest is part of every cache key
-_GENERATOR_FILES = ("layout.py", "lower.py", "standalone.py", "render.py")
+_GENERATOR_FILES = ("layout.py", "lower.py", "standalone.py", "render.py", "elementwise.py")
 _DIGEST: list[str] = []
 
 

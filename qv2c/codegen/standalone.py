@@ -334,26 +334,28 @@ def _clamp(lw: _Lowerer, op: Op, lo, hi) -> bool:
     return True
 
 
-def _relu(lw: _Lowerer, op: Op) -> bool:
+def clamp_bounds(op: Op) -> tuple[float, float] | tuple[int, int] | None:
+    """The [lo, hi] a qv.relu / qv.clip / qv.qclip clamps its input to, in the input's own numbers (fp32
+    values, or integer levels of an int8 tensor), or None where it is not such a clamp."""
     t_in, t_out = op.operands[0].type, op.result.type
-    if t_in.quant is None and t_in.dtype == "f32":
-        return _clamp(lw, op, 0.0, _INF)
-    if t_in.quant is None or t_in.quant.per_channel or t_in.quant != t_out.quant:
-        return False
-    return _clamp(lw, op, t_in.quant.zero_point[0], qrange(t_in.dtype)[1])
+    if op.name == "qv.relu":
+        if t_in.quant is None and t_in.dtype == "f32":
+            return 0.0, _INF
+        if t_in.quant is None or t_in.quant.per_channel or t_in.quant != t_out.quant:
+            return None
+        return int(t_in.quant.zero_point[0]), int(qrange(t_in.dtype)[1])
+    if op.name == "qv.clip":
+        return (float(op.attrs["min"]), float(op.attrs["max"])) if t_in.quant is None and t_in.dtype == "f32" else None
+    if op.name == "qv.qclip":
+        lo, hi = (int(quantize(np.float32(op.attrs[k]), t_in.quant, t_in.dtype)) for k in ("min", "max"))
+        return lo, hi
+    return None
 
 
-def _clip(lw: _Lowerer, op: Op) -> bool:
-    t = op.operands[0].type
-    if t.quant is not None or t.dtype != "f32":
-        return False
-    return _clamp(lw, op, float(op.attrs["min"]), float(op.attrs["max"]))
-
-
-def _qclip(lw: _Lowerer, op: Op) -> bool:
-    t = op.operands[0].type
-    lo, hi = (int(quantize(np.float32(op.attrs[k]), t.quant, t.dtype)) for k in ("min", "max"))
-    return _clamp(lw, op, lo, hi)
+def _clamp_op(lw: _Lowerer, op: Op) -> bool:
+    """qv.relu, qv.clip, qv.qclip: one clamp (`clamp_bounds`)."""
+    bounds = clamp_bounds(op)
+    return bounds is not None and _clamp(lw, op, *bounds)
 
 
 def _sigmoid(lw: _Lowerer, op: Op) -> bool:
@@ -575,7 +577,7 @@ LOWERERS = {
     "qv.concat": _concat, "qv.reshape": _reshape, "qv.transpose": _transpose,
     "qv.permute_channels": _permute_channels, "qv.pad": _pad,
     "qv.quantize": _quantize, "qv.dequantize": _dequantize, "qv.requantize": _requantize, "qv.qadd": _qadd,
-    "qv.relu": _relu, "qv.clip": _clip, "qv.qclip": _qclip, "qv.sigmoid": _sigmoid, "qv.softmax": _softmax,
+    "qv.relu": _clamp_op, "qv.clip": _clamp_op, "qv.qclip": _clamp_op, "qv.sigmoid": _sigmoid, "qv.softmax": _softmax,
     **dict.fromkeys(_BINARY_CODES, _binary),
     "qv.lrn": _lrn, "qv.batchnorm": _batchnorm, "qv.matmul": _matmul, "qv.gemm": _gemm,
 }

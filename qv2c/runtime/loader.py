@@ -82,6 +82,8 @@ def import_source(text: str, path: Path | None) -> LoadedProgram:
     filename = str(path) if path is not None else "<qv2c generated program>"
     module = types.ModuleType(f"qv2c_program_{Path(filename).stem}")
     module.__file__ = filename
+    # kernels generated into the program (`Program.generated`) are cached by Numba next to a real file only
+    module.__dict__["_qv2c_cache"] = path is not None
     exec(compile(text, filename, "exec"), module.__dict__)
     return LoadedProgram(module.run, module.run_profiled, text, path)
 

@@ -44,14 +44,19 @@ def clamp_flat(x, out, lo, hi, parallel):
         _clamp_range(x, out, lo_t, hi_t, 0, n)
 
 
+@njit(cache=True, inline="always")
+def sigmoid_value(v):
+    """1 / (1 + exp(-v)) of a float32, written with exp(-|v|) so it never overflows."""
+    one = np.float32(1.0)
+    e = np.exp(-abs(v))
+    return one / (one + e) if v >= 0 else e / (one + e)
+
+
 @njit(cache=True)
 def sigmoid_flat(x, out):
-    """out = 1 / (1 + exp(-x)) in float32, written with exp(-|x|) so it never overflows."""
-    one = np.float32(1.0)
+    """out = sigmoid(x) in float32 (`sigmoid_value`)."""
     for i in range(x.size):
-        v = x[i]
-        e = np.exp(-abs(v))
-        out[i] = one / (one + e) if v >= 0 else e / (one + e)
+        out[i] = sigmoid_value(x[i])
 
 
 @njit(cache=True, error_model="numpy")

@@ -29,11 +29,31 @@ from numba import njit, prange
 CHUNK = 1 << 15
 
 
+# -- one element (float32 parameters, as the flat kernels below prepare them; also the steps of a
+#    generated elementwise chain, `codegen/elementwise.py`) -----------------------------------------
+@njit(cache=True, inline="always")
+def quantize_value(v, s, z, qlo, qhi):
+    """The level of fp32 `v` as an exact float32 integer in [qlo, qhi]."""
+    return min(max(np.rint(v / s) + z, qlo), qhi)
+
+
+@njit(cache=True, inline="always")
+def dequantize_value(q, s, z):
+    """fp32 value of level `q` (z an int32)."""
+    return np.float32(np.int32(q) - z) * s
+
+
+@njit(cache=True, inline="always")
+def requantize_value(x, zx, m, tlo, thi, zf):
+    """The level in the new grid of level `x` (zx int32; tlo, thi the bounds minus zf) as an exact float32."""
+    return np.rint(min(max(np.float32(np.int32(x) - zx) * m, tlo), thi)) + zf
+
+
 @njit(cache=True)
 def _quantize_range(x, out, s, z, qlo, qhi, start, stop):
     xs, outs = x[start:stop], out[start:stop]
     for i in range(xs.size):
-        outs[i] = min(max(np.rint(xs[i] / s) + z, qlo), qhi)
+        outs[i] = quantize_value(xs[i], s, z, qlo, qhi)
 
 
 @njit(parallel=True, cache=True)
@@ -64,7 +84,7 @@ def quantize_axis(x, out, scales, zps, qlo, qhi):
 def _dequantize_range(q, out, s, z, start, stop):
     qs, outs = q[start:stop], out[start:stop]
     for i in range(qs.size):
-        outs[i] = np.float32(np.int32(qs[i]) - z) * s
+        outs[i] = dequantize_value(qs[i], s, z)
 
 
 @njit(parallel=True, cache=True)
@@ -117,8 +137,7 @@ def dequantize_epilogue_flat(q, res, out, scale, zp, has_res, lo, hi, parallel):
 def _requantize_range(x, out, zx, m, tlo, thi, zf, start, stop):
     xs, outs = x[start:stop], out[start:stop]
     for i in range(xs.size):
-        t = np.float32(np.int32(xs[i]) - zx) * m
-        outs[i] = np.rint(min(max(t, tlo), thi)) + zf
+        outs[i] = requantize_value(xs[i], zx, m, tlo, thi, zf)
 
 
 @njit(parallel=True, cache=True)

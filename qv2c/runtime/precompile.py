@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from qv2c.errors import ConfigError
-from qv2c.runtime.program import DTYPE_NAMES, Buf, Const, Program
+from qv2c.runtime.program import DTYPE_NAMES, GENERATED, Buf, Const, Program
 
 Job = tuple[str, str, tuple]  # (module, function, argument types)
 
@@ -54,6 +54,8 @@ def kernel_jobs(program: Program, buffers: list, consts: tuple) -> list[Job]:
     jobs: dict[Job, None] = {}
     for k in program.kernels:
         module, fn = k.kernel.split(":")
+        if module == GENERATED:
+            continue  # defined in the program's own source: compiled on its first call (a small loop)
         if not isinstance(getattr(importlib.import_module(module), fn), numba.core.dispatcher.Dispatcher):
             continue  # a plain Python kernel (`fallback.py` runs an op through the reference interpreter)
         values = [_argument_value(a, program, buffers, consts) for _, a in k.args]

@@ -43,6 +43,8 @@ TO_NHWC = (0, 2, 3, 1)
 #: package prefixes of kernel entry points (`KernelSpec.kernel` is "<module>:<function>")
 KERNELS = "qv2c.runtime.kernels."
 RUNTIME = "qv2c.runtime."
+#: the "module" of a kernel generated for this program and defined in its own source (`Program.generated`)
+GENERATED = "generated"
 
 
 @dataclass(frozen=True)
@@ -139,11 +141,15 @@ class Program:
     inputs: tuple[tuple[str, int, str, tuple[int, ...]], ...]
     #: (model output name, buffer id holding it in the model's layout)
     outputs: tuple[tuple[str, int], ...]
+    #: (function name, Python source) of the kernels generated for this program (elementwise chains,
+    #: `codegen/elementwise.py`), called as "generated:<name>" and defined in the program's own source
+    generated: tuple[tuple[str, str], ...] = ()
 
     @property
     def spec_hash(self) -> str:
         """sha256 of everything the generated source depends on (not the constants' values)."""
-        return _sha(repr((self.kernels, self.buffers, self.inputs, self.outputs, [c.name for c in self.consts])))
+        return _sha(repr((self.kernels, self.buffers, self.inputs, self.outputs, [c.name for c in self.consts],
+                          self.generated)))
 
 
 def _sha(text: str) -> str:
