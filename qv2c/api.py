@@ -148,12 +148,13 @@ class CompiledModel:
         return {self.module.inputs[0].name: np.asarray(inputs)}
 
 
-def load_canonical(model: Any, batch_size: int, dump_dir=None) -> Module:
-    """Import `model` at `batch_size` and canonicalize it (fold BN, constants, identities)."""
+def load_canonical(model: Any, batch_size: int, dump_dir=None, equalize: bool = False) -> Module:
+    """Import `model` at `batch_size` and canonicalize it (fold BN, constants, identities); with `equalize`,
+    then cross-layer equalization (`passes/equalize.py`), which leaves the fp32 function as it was."""
     from qv2c.frontend import import_onnx
 
     module = import_onnx(model, batch_size=batch_size)
-    run_pipeline(module, CANONICALIZE, dump_dir=dump_dir)
+    run_pipeline(module, CANONICALIZE + (["equalize", "dce"] if equalize else []), dump_dir=dump_dir)
     return module
 
 
@@ -179,6 +180,7 @@ def compile(  # noqa: A001 - the public name the project promises
     analysis_batch: int | None = None,
     seed: int = 0,
     target: str | None = None,
+    equalize: bool = False,
 ) -> CompiledModel:
     """Compile an ONNX model (path, bytes or ModelProto) into a `CompiledModel`.
 
@@ -193,6 +195,8 @@ def compile(  # noqa: A001 - the public name the project promises
     NumPy interpreter, which defines every op) or "numba" (the generated code, with taps on the
     tensors an analysis reads; fp32 sums differ in rounding from the interpreter's). The default
     stays "reference" until benchmarks/analysis_speed.py shows "numba" faster on every model.
+    `equalize`: cross-layer equalization of conv -> [ReLU] -> conv pairs before calibration
+    (`passes/equalize.py`: the fp32 function is unchanged, per-channel weight ranges are balanced).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -206,7 +210,7 @@ def compile(  # noqa: A001 - the public name the project promises
     _check_choice("placement", placement, API_PLACEMENTS)
     kernel_target = runnable(target.lower(), host_features(), "target") if target is not None else None
     request = PrecisionRequest(precision, fp32_layers, max_accuracy_drop, _layer_names(keep_fp32), _layer_names(force_int8))
-    runtime = load_canonical(model, batch_size)
+    runtime = load_canonical(model, batch_size, equalize=equalize)
     layers = [layer_name(op) for op in quantizable_layers(runtime)]
     request.check(layers, validation)  # also for "fp32", so a misspelt keep_fp32 never passes silently
     if precision == "fp32":
@@ -218,7 +222,7 @@ def compile(  # noqa: A001 - the public name the project promises
     analysis = runtime
     if batch != batch_size:
         try:
-            analysis = load_canonical(model, batch)
+            analysis = load_canonical(model, batch, equalize=equalize)
         except ShapeError:
             if analysis_batch is not None:
                 raise

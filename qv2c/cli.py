@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32-layers", type=int, help="keep the k most sensitive layers in fp32")
     p.add_argument("--max-accuracy-drop", type=float, help="fewest fp32 layers within this many top-1 points")
     p.add_argument("--calibration-method", choices=sorted(OBSERVERS), default="minmax")
+    p.add_argument("--equalize", action="store_true",
+                   help="cross-layer equalization of conv -> [relu] -> conv pairs before calibration")
     p.add_argument("--weight-granularity", choices=GRANULARITIES, default="per-channel")
     p.add_argument("--scale-kind", choices=SCALE_KINDS, default="float")
     p.add_argument("--placement", choices=API_PLACEMENTS, default="boundary+fuse")
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> None:
         calibration_method=args.calibration_method, weight_granularity=args.weight_granularity,
         scale_kind=args.scale_kind, keep_fp32=args.keep_fp32, force_int8=args.force_int8,
         batch_size=args.batch_size, placement=args.placement, backend=args.backend, target=args.target,
-        analysis_backend=args.analysis_backend,
+        analysis_backend=args.analysis_backend, equalize=args.equalize,
         **_accuracy_target(args, named),
     )
     print(f"compiled {path} in {time.perf_counter() - start:.1f} s ({args.precision}, {args.method})")
