@@ -2,8 +2,9 @@
 
 fp32, every layer int8, and QuantuneV2 mixed precision (the `fp32_layers` most sensitive layers
 kept fp32) are compiled from `qv2c/default/model.onnx`, calibrated on the embedded training
-images and scored on the embedded test images: top-1, the median latency of one image, and the
-bytes of constants each program holds. The sensitivity ranking follows, with the layers kept
+images and scored on the embedded test images: top-1, how often the top-1 class is the fp32
+program's (quantization changes some predictions even where top-1 barely moves), the median
+latency of one image, and the bytes of constants each program holds. The sensitivity ranking follows, with the layers kept
 fp32 marked. When onnxruntime is installed, its fp32 session and its own int8 model
 (`quantize_static`, QDQ, per-channel s8 weights, u8 activations, min-max on the same
 calibration images) stand beside them as the peer.
@@ -35,6 +36,8 @@ class Row:
 
     name: str
     top1: float
+    #: percent of the images whose top-1 class is the one qv2c's fp32 program predicts
+    agreement: float
     latency_ms: float
     size_bytes: int
 
@@ -42,12 +45,29 @@ class Row:
 def compare(*, fp32_layers: int = DEFAULT_FP32_LAYERS, eval_count: int | None = None, calibration_count: int | None = None,
             runs: int = 20, method: str = "quantunev2", weight_granularity: str = "per-channel",
             scale_kind: str = "float", calibration_method: str = "minmax", analysis_backend: str = "numba",
-            target: str | None = None, out=None) -> list[Row]:
-    """Compile, evaluate and print the comparison; returns its rows."""
+            target: str | None = None, threads: int = 1, out=None) -> list[Row]:
+    """Compile, evaluate and print the comparison; returns its rows.
+
+    qv2c's kernels and onnxruntime both run on `threads` threads (capped at Numba's), one by default:
+    at one image, a layer of a model this small is too little work to share between cores, and on a
+    machine whose cores are busy a parallel kernel waits for its second thread to be scheduled."""
+    import numba
+
+    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        return _compare(fp32_layers, eval_count, calibration_count, runs, method, weight_granularity, scale_kind,
+                        calibration_method, analysis_backend, target, threads, out or sys.stdout)
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _compare(fp32_layers, eval_count, calibration_count, runs, method, weight_granularity, scale_kind,
+             calibration_method, analysis_backend, target, threads, out) -> list[Row]:
     import qv2c
     from qv2c.datasets import top1
 
-    out = out or sys.stdout
     start = time.perf_counter()
     say = lambda text="": print(text, file=out, flush=True)
     calib, _ = load_sample("calib", calibration_count)
@@ -67,11 +87,14 @@ def compare(*, fp32_layers: int = DEFAULT_FP32_LAYERS, eval_count: int | None = 
         models[name] = qv2c.compile(str(MODEL), None if kwargs["precision"] == "fp32" else calib, **kwargs)
         models[name](x[:1])  # builds the program: code generation and the kernels' JIT belong to compiling
         say(f"compiled {name} in {time.perf_counter() - t:.1f} s")
-    rows = [Row(name, top1(m(x), y), _latency_ms(lambda m=m: m(x[:1]), runs), _constant_bytes(m))
-            for name, m in models.items()]
-    rows += _onnxruntime_rows(calib, x, y, runs, say)
+    logits = {name: m(x) for name, m in models.items()}
+    reference = np.argmax(logits["qv2c fp32"], axis=1)
+    agree = lambda z: float(np.mean(np.argmax(z, axis=1) == reference) * 100.0)
+    rows = [Row(name, top1(logits[name], y), agree(logits[name]), _latency_ms(lambda m=m: m(x[:1]), runs),
+                _constant_bytes(m)) for name, m in models.items()]
+    rows += _onnxruntime_rows(calib, x, y, runs, say, agree, threads)
     say()
-    say(_table(rows, runs))
+    say(_table(rows, runs, threads))
     mixed = models[rows[2].name]
     if mixed.sensitivity is not None:
         r = mixed.sensitivity
@@ -101,7 +124,8 @@ def _constant_bytes(model) -> int:
     return sum(c.data.nbytes for c in model.module.constants if c.uses)
 
 
-def _onnxruntime_rows(calib: np.ndarray, x: np.ndarray, y: np.ndarray, runs: int, say) -> list[Row]:
+def _onnxruntime_rows(calib: np.ndarray, x: np.ndarray, y: np.ndarray, runs: int, say, agree,
+                      threads: int) -> list[Row]:
     """onnxruntime fp32 and its own per-channel QDQ int8 model, or nothing when it is not installed."""
     if importlib.util.find_spec("onnxruntime") is None:
         say("(onnxruntime is not installed: `pip install onnxruntime` adds it to the comparison)")
@@ -134,28 +158,21 @@ def _onnxruntime_rows(calib: np.ndarray, x: np.ndarray, y: np.ndarray, runs: int
         say(f"quantized with onnxruntime in {time.perf_counter() - t:.1f} s")
         for name, path in (("onnxruntime fp32", str(MODEL)), ("onnxruntime int8 (QDQ)", int8_path)):
             options = ort.SessionOptions()
-            options.intra_op_num_threads = _threads()
+            options.intra_op_num_threads = threads
             options.log_severity_level = 3  # errors only
             session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
             run = lambda i, s=session: s.run(None, {"input": x[i:i + 1]})[0]
             logits = np.concatenate([run(i) for i in range(len(x))])
             size = sum(onnx.numpy_helper.to_array(t).nbytes for t in onnx.load(path).graph.initializer)
-            rows.append(Row(name, top1(logits, y), _latency_ms(lambda run=run: run(0), runs), size))
+            rows.append(Row(name, top1(logits, y), agree(logits), _latency_ms(lambda run=run: run(0), runs), size))
     return rows
 
 
-def _threads() -> int:
-    """The threads qv2c's kernels use, so onnxruntime gets the same number."""
-    import numba
-
-    return numba.config.NUMBA_NUM_THREADS
-
-
-def _table(rows: list[Row], runs: int) -> str:
+def _table(rows: list[Row], runs: int, threads: int) -> str:
     fp32 = rows[0].top1
-    head = ("", "top-1", "vs fp32", f"latency, 1 image (median of {runs})", "weights")
-    body = [(r.name, f"{r.top1:.2f} %", f"{r.top1 - fp32:+.2f}", f"{r.latency_ms:.3f} ms", f"{r.size_bytes / 1e3:.1f} kB")
-            for r in rows]
+    head = ("", "top-1", "vs fp32", "same class as fp32", f"latency, 1 image, {threads} thread{'s' * (threads > 1)} (median of {runs})", "weights")
+    body = [(r.name, f"{r.top1:.2f} %", f"{r.top1 - fp32:+.2f}", f"{r.agreement:.1f} %", f"{r.latency_ms:.3f} ms",
+             f"{r.size_bytes / 1e3:.1f} kB") for r in rows]
     widths = [max(len(row[c]) for row in (head, *body)) for c in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
                      for row in (head, *body))
