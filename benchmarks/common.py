@@ -109,13 +109,17 @@ def onnxruntime_quantized(src: str | os.PathLike, dst: str | os.PathLike, calib:
                         nodes_to_exclude=list(exclude))
 
 
-def onnxruntime_session(path: str | os.PathLike | bytes, threads: int, config: dict[str, str] | None = None):
+def onnxruntime_session(path: str | os.PathLike | bytes, threads: int, config: dict[str, str] | None = None,
+                        optimized: str | os.PathLike | None = None):
     """An onnxruntime CPU session with `threads` intra-op threads (all graph optimisations on) on
     an ONNX file or serialized model, with the session config entries `config` (e.g.
-    {"session.disable_quant_qdq": "1"}: keep QDQ graphs unfused instead of fused integer kernels)."""
+    {"session.disable_quant_qdq": "1"}: keep QDQ graphs unfused instead of fused integer kernels);
+    `optimized`: also write the graph onnxruntime runs after its optimizations there."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if optimized is not None:
+        options.optimized_model_filepath = str(optimized)
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: quantized models make it warn about every unused initializer
