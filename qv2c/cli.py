@@ -210,8 +210,17 @@ def _report_profile(model, x: np.ndarray, backend: str, top: int = 10) -> None:
 
 
 def _default_options(args: argparse.Namespace) -> dict:
-    """The options of the no-model comparison (`qv2c.default.compare`) from the command line."""
+    """The options of the no-model comparison (`qv2c.default.compare`) from the command line; a flag
+    that only means something for one compiled model is an error rather than silently ignored."""
     from qv2c.default.compare import DEFAULT_FP32_LAYERS
+
+    single = [flag for flag, value in (("--calibration", args.calibration), ("--max-accuracy-drop", args.max_accuracy_drop),
+                                       ("--save", args.save), ("--export-onnx", args.export_onnx), ("--dump-ir", args.dump_ir),
+                                       ("--show-ir", args.show_ir), ("--show-source", args.show_source),
+                                       ("--profile", args.profile)) if value not in (None, False)]
+    if single:
+        raise ConfigError(f"{', '.join(single)} need a MODEL; without one, qv2c-run compares fp32, int8 and mixed "
+                          f"on the embedded CNN")
 
     return dict(fp32_layers=DEFAULT_FP32_LAYERS if args.fp32_layers is None else args.fp32_layers,
                 eval_count=args.eval_count, calibration_count=args.calibration_count, runs=args.runs,

@@ -46,3 +46,11 @@ def test_qv2c_run_without_a_model_prints_the_comparison(tmp_path):
     table = text.split("per-layer sensitivity", 1)[1].splitlines()
     marked = [line for line in table if line.startswith("* ")]
     assert len(marked) == 2 and any(line.startswith("  rank") for line in table)
+
+
+def test_flags_for_one_compiled_model_need_a_model(capsys):
+    from qv2c.cli import main
+
+    assert main(["--save", "out.qv2c", "--show-ir"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qv2c-run: error: --save, --show-ir need a MODEL") and "\n" not in err
